@@ -1,0 +1,1 @@
+"""fitwire component."""

@@ -1,0 +1,237 @@
+"""Pydantic models of every message on the wire, and their one codec.
+
+Every message is a JSON object with ``v`` (schema version) and ``type``; numbers
+stay numbers. JSON has no NaN or infinity, so a non-finite metric is sent as the
+string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (what JavaScript's
+``Number("NaN")`` and Python's ``float("NaN")`` both read back); ``decode``
+turns them into floats again. Any body that is not a valid message raises
+:class:`~fitwire.broker.errors.DecodeError`, and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from fitwire.broker.errors import DecodeError
+from fitwire.broker.topology import PROTOCOL_VERSION, SUPPORTED_VERSIONS
+
+Logs = dict[str, float | None]
+"""Keras-style metric logs: name → number (NaN/inf allowed, None when unknown)."""
+
+RunStatus = Literal["completed", "stopped", "failed"]
+SignalAction = Literal["stop", "set_lr", "checkpoint"]
+
+
+def new_id() -> str:
+    """A fresh id for runs, signals and jobs (32 hex digits, routing-key safe)."""
+    return uuid.uuid4().hex
+
+
+class Message(BaseModel):
+    """Fields every message carries."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings", frozen=True)
+
+    v: int = PROTOCOL_VERSION
+    ts: float = Field(default_factory=time.time, description="Unix time the sender made it.")
+
+
+# --- fitwire.progress -------------------------------------------------------------
+
+
+class ProgressEvent(Message):
+    """An event of one run; routed as ``<owner>.<model_key>.<run_id>``."""
+
+    run_id: str
+    model_key: str
+    owner: str = ""
+    seq: int = Field(0, description="Per-run counter, so a watcher can tell order and gaps.")
+
+
+class TrainBegin(ProgressEvent):
+    type: Literal["train_begin"] = "train_begin"
+    params: dict[str, Any] = Field(default_factory=dict)
+    epochs: int | None = None
+    steps: int | None = Field(None, description="Batches per epoch, when known.")
+    initial_epoch: int = 0
+    host: str = ""
+    framework: str = ""
+    framework_version: str = ""
+
+
+class EpochBegin(ProgressEvent):
+    type: Literal["epoch_begin"] = "epoch_begin"
+    epoch: int
+
+
+class Batch(ProgressEvent):
+    type: Literal["batch"] = "batch"
+    epoch: int
+    batch: int
+    progress: float | None = Field(None, description="0..1 within the epoch; None when steps are unknown.")
+    logs: Logs = Field(default_factory=dict)
+
+
+class EpochEnd(ProgressEvent):
+    type: Literal["epoch_end"] = "epoch_end"
+    epoch: int
+    logs: Logs = Field(default_factory=dict)
+
+
+class TrainEnd(ProgressEvent):
+    type: Literal["train_end"] = "train_end"
+    status: RunStatus
+    reason: str | None = None
+    logs: Logs = Field(default_factory=dict)
+
+
+class SignalAck(ProgressEvent):
+    type: Literal["signal_ack"] = "signal_ack"
+    signal_id: str
+    action: str
+    ok: bool
+    detail: str = ""
+
+
+class Heartbeat(ProgressEvent):
+    type: Literal["heartbeat"] = "heartbeat"
+
+
+ProgressMessage = Annotated[
+    TrainBegin | EpochBegin | Batch | EpochEnd | TrainEnd | SignalAck | Heartbeat,
+    Field(discriminator="type"),
+]
+
+# --- fitwire.signals --------------------------------------------------------------
+
+
+class Signal(Message):
+    """A remote command to a run (``run_id``) or to every running run of a model (``run_id=None``)."""
+
+    type: Literal["signal"] = "signal"
+    id: str = Field(default_factory=new_id)
+    action: SignalAction
+    model_key: str
+    run_id: str | None = None
+    value: float | None = Field(None, description="The new learning rate, for set_lr.")
+    sender: str = ""
+
+
+# --- fitwire.jobs -----------------------------------------------------------------
+
+
+class JobSpec(BaseModel):
+    """What to train: a function in an uploaded job bundle, and how to fit it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_key: str
+    bundle: str = Field(description="Artifact id of the uploaded Python file.")
+    entry_point: str = Field("build", description="Function returning (model, train_data, val_data).")
+    epochs: int = Field(1, ge=1, le=100_000)
+    batch_size: int = Field(32, ge=1, le=1_000_000)
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the entry point.")
+    gpus: int = Field(0, ge=0, le=64)
+    gpu_memory_mb: int = Field(0, ge=0, description="Free GPU memory the job needs on each GPU.")
+
+
+class Job(Message):
+    type: Literal["job"] = "job"
+    job_id: str = Field(default_factory=new_id)
+    pool: str = "default"
+    owner: str
+    run_id: str = Field(default_factory=new_id, description="The run this job trains; kept across redeliveries.")
+    spec: JobSpec
+
+
+# --- fitwire.telemetry ------------------------------------------------------------
+
+
+class GpuInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index: int
+    name: str
+    memory_total_mb: int
+    memory_used_mb: int
+    memory_free_mb: int
+    utilization_pct: float | None = None
+    temperature_c: float | None = None
+
+
+class NodeTelemetry(Message):
+    type: Literal["node_telemetry"] = "node_telemetry"
+    node_id: str
+    hostname: str
+    agent_version: str
+    protocol_version: int = PROTOCOL_VERSION
+    pools: list[str] = Field(default_factory=list)
+    cpu_model: str = ""
+    cpu_threads: int = 0
+    cpu_percent: float | None = None
+    memory_total_mb: int = 0
+    memory_available_mb: int = 0
+    disk_free_mb: int = 0
+    gpus: list[GpuInfo] = Field(default_factory=list)
+    job_id: str | None = None
+
+
+AnyMessage = Annotated[
+    TrainBegin | EpochBegin | Batch | EpochEnd | TrainEnd | SignalAck | Heartbeat | Signal | Job | NodeTelemetry,
+    Field(discriminator="type"),
+]
+
+_ANY = TypeAdapter(AnyMessage)
+_PROGRESS = TypeAdapter(ProgressMessage)
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+M = TypeVar("M", bound=Message)
+
+
+def encode(message: Message) -> bytes:
+    """The message as compact UTF-8 JSON (non-finite floats as strings)."""
+    return message.model_dump_json().encode()
+
+
+def _version_of(body: bytes | str) -> object:
+    """The ``v`` of a body that failed validation, to tell a newer sender from garbage."""
+    try:
+        parsed = json.loads(body)
+    except (TypeError, ValueError):
+        return None
+    return parsed.get("v") if isinstance(parsed, dict) else None
+
+
+def decode(body: bytes | str, expected: type[M] | Any = AnyMessage) -> M:
+    """Parse ``body`` as a message of type ``expected`` (a class, or a union such as ``ProgressMessage``).
+
+    Raises:
+        DecodeError: bad JSON, not an object, an unknown ``type``, a field of the
+            wrong type, an unknown field, or a version this build does not speak.
+    """
+    adapter = _ANY if expected is AnyMessage else _PROGRESS if expected is ProgressMessage else None
+    if adapter is None:
+        adapter = _ADAPTERS.setdefault(expected, TypeAdapter(expected))
+    try:
+        message = adapter.validate_json(body)
+    except ValidationError as exc:
+        version = _version_of(body)
+        if version is not None and version not in SUPPORTED_VERSIONS:
+            raise DecodeError(
+                f"unsupported schema version {version}; this build speaks {list(SUPPORTED_VERSIONS)}"
+            ) from None
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise DecodeError(f"not a valid message ({where}: {first['msg']})") from None
+    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"not a valid message ({exc})") from None
+    if message.v not in SUPPORTED_VERSIONS:
+        raise DecodeError(
+            f"unsupported schema version {message.v}; this build speaks {list(SUPPORTED_VERSIONS)}"
+        )
+    return message  # type: ignore[no-any-return]

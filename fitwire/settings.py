@@ -1,0 +1,140 @@
+"""Typed settings, read from ``FITWIRE_*`` environment variables.
+
+Every setting has a type, a default and a one-line doc (the field's
+description); the README's configuration table is checked against this module
+(``tests/test_settings.py``). A bad value fails at start-up with a sentence
+naming the variable, never later in the middle of a training.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fitwire.broker.errors import SettingsError
+
+ENV_PREFIX = "FITWIRE_"
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".fitwire"
+
+
+class Settings(BaseModel):
+    """fitwire's configuration; build it with :meth:`Settings.from_env`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    amqp_url: str = Field(
+        "amqp://guest:guest@localhost:5672/",
+        description="RabbitMQ URL of the broker every component talks to.",
+    )
+    webhook_url: str = Field(
+        "http://127.0.0.1:8765",
+        description="Base URL of the webhook service (also where `fitwire webhook serve` listens).",
+    )
+    store: str = Field(
+        "",
+        description="Store URL: sqlite:///path, postgresql://…, firestore://project; empty = SQLite in the data dir.",
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where fitwire keeps its local state: SQLite store, outbox, local broker, artifacts.",
+    )
+    token: str | None = Field(
+        None,
+        description="API token; overrides the one `fitwire login` saved.",
+    )
+    config_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".config" / "fitwire",
+        description="Where `fitwire login` saves the server URL and token (file mode 0600).",
+    )
+    outbox_wait: float = Field(
+        3.0,
+        ge=0,
+        description="Seconds `fit` may wait at train end for the outbox to reach the webhook.",
+    )
+    signup: Literal["open", "invite"] = Field(
+        "invite",
+        description="Who may sign up: anyone (open) or holders of an admin's invitation link (invite).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING",
+        description="Log level of fitwire's own loggers.",
+    )
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_scheme(cls, value: str) -> str:
+        if urlparse(value).scheme not in ("amqp", "amqps"):
+            raise ValueError("must start with amqp:// or amqps://")
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_scheme(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("store")
+    @classmethod
+    def _store_scheme(cls, value: str) -> str:
+        if value and urlparse(value).scheme.split("+")[0] not in ("sqlite", "postgresql", "firestore"):
+            raise ValueError("must be sqlite:///…, postgresql://… or firestore://<project>")
+        return value
+
+    @property
+    def store_url(self) -> str:
+        """The store URL with the SQLite default filled in."""
+        return self.store or f"sqlite:///{self.data_dir / 'fitwire.db'}"
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        return ENV_PREFIX + field.upper()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read every ``FITWIRE_*`` variable; ``overrides`` win over the environment.
+
+        Raises:
+            SettingsError: a variable holds a value of the wrong type or shape;
+                the message names the variable.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            raw = env.get(cls.env_name(name))
+            if raw is not None and raw != "":
+                values[name] = raw
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else "?"
+            shown = values.get(field, "")
+            raise SettingsError(
+                f"{cls.env_name(field)}={shown!r} is not valid: {first['msg']}."
+            ) from None
+
+
+def settings_table() -> str:
+    """The README's configuration table, in Markdown."""
+    rows = ["| variable | type | default | what it sets |", "| --- | --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+        if isinstance(default, Path):
+            default = str(default).replace(str(Path.home()), "~")
+        shown = "(none)" if default in (None, "") else f"`{default}`"
+        type_name = getattr(field.annotation, "__name__", None) or str(field.annotation)
+        rows.append(
+            f"| `{Settings.env_name(name)}` | {type_name.replace('|', 'or')} | {shown} | {field.description} |"
+        )
+    return "\n".join(rows)
