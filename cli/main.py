@@ -1,7 +1,23 @@
-"""The `fitwire` command."""
+"""The `fitwire` command: one Typer sub-app per file, joined here."""
 
 from __future__ import annotations
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="fitwire: watch and steer deep-learning training from anywhere.")
+from fitwire.cli import agent_cmd, dev, jobs, models, nodes, outbox, runs, session, webhook_cmd
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="fitwire: watch and steer deep-learning training from anywhere.",
+    pretty_exceptions_enable=False,
+)
+
+session.register(app)  # login, logout, whoami
+runs.register(app)  # runs …, watch, stop, lr
+app.add_typer(models.app, name="models")
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(nodes.app, name="nodes")
+app.add_typer(agent_cmd.app, name="agent")
+app.add_typer(webhook_cmd.app, name="webhook")
+app.add_typer(outbox.app, name="outbox")
+app.add_typer(dev.app, name="dev")

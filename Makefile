@@ -1,0 +1,38 @@
+# fitwire: one command to run, one to test. Each installs what it needs first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export FITWIRE_DATA_DIR ?= $(CURDIR)/.fitwire
+
+.PHONY: install run test bench lint broker-up broker-down clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[all,dev]'
+	touch $(STAMP)
+
+run: install
+	$(BIN)/python scripts/run_demo.py
+
+test: install
+	$(BIN)/python scripts/with_broker.py $(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python scripts/with_broker.py $(BIN)/python -m bench
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy fitwire broker_config callback webhook trainer_agent cli android_client_api
+
+broker-up: install
+	$(BIN)/fitwire dev broker up
+
+broker-down: install
+	$(BIN)/fitwire dev broker down
+
+clean:
+	rm -rf $(VENV) build *.egg-info
