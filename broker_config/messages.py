@@ -202,7 +202,7 @@ def _version_of(body: bytes | str) -> object:
     """The ``v`` of a body that failed validation, to tell a newer sender from garbage."""
     try:
         parsed = json.loads(body)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
     return parsed.get("v") if isinstance(parsed, dict) else None
 
@@ -228,7 +228,7 @@ def decode(body: bytes | str, expected: type[M] | Any = AnyMessage) -> M:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise DecodeError(f"not a valid message ({where}: {first['msg']})") from None
-    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise DecodeError(f"not a valid message ({exc})") from None
     if message.v not in SUPPORTED_VERSIONS:
         raise DecodeError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args, get_origin
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -133,8 +133,11 @@ def settings_table() -> str:
         if isinstance(default, Path):
             default = str(default).replace(str(Path.home()), "~")
         shown = "(none)" if default in (None, "") else f"`{default}`"
-        type_name = getattr(field.annotation, "__name__", None) or str(field.annotation)
-        rows.append(
-            f"| `{Settings.env_name(name)}` | {type_name.replace('|', 'or')} | {shown} | {field.description} |"
+        choices = get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
+        type_name = (
+            " or ".join(f"`{c}`" for c in choices)
+            if choices
+            else getattr(field.annotation, "__name__", None) or str(field.annotation).replace("|", "or")
         )
+        rows.append(f"| `{Settings.env_name(name)}` | {type_name} | {shown} | {field.description} |")
     return "\n".join(rows)

@@ -1,0 +1,80 @@
+"""The local-broker command starts a private node when none answers, and `down` stops it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fitwire.broker import answers, connect, declare_all
+from fitwire.broker import topology as t
+from fitwire.broker.local import LocalNode, free_port
+from tests.fixtures.services import service_missing
+
+DEFINITIONS = Path(__file__).resolve().parents[2] / "broker_config" / "definitions.json"
+
+
+@pytest.fixture
+def rabbitmq_installed() -> None:
+    if not (Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists() or shutil.which("rabbitmq-server")):
+        service_missing("rabbitmq-server (the program)")
+
+
+def _fitwire(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fitwire.cli", *args], env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+@pytest.mark.usefixtures("rabbitmq_installed")
+def test_up_starts_a_node_on_a_free_port_and_down_stops_it(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "FITWIRE_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{port}/", "FITWIRE_DATA_DIR": str(tmp_path)}
+    assert not answers(env["FITWIRE_AMQP_URL"])
+    try:
+        up = _fitwire("dev", "broker", "up", env=env)
+        assert up.returncode == 0, up.stderr
+        url = up.stdout.strip().splitlines()[-1]
+        assert url.endswith(f":{port}/") and answers(url)
+        assert "started a local RabbitMQ node" in up.stderr
+
+        again = _fitwire("dev", "broker", "up", env=env)  # idempotent: the same node answers
+        assert again.returncode == 0 and again.stdout.strip().splitlines()[-1].endswith(f":{port}/")
+
+        status = _fitwire("dev", "broker", "status", env=env)
+        assert "local node" in status.stdout
+    finally:
+        down = _fitwire("dev", "broker", "down", env=env)
+    assert "stopped" in down.stderr
+    assert not answers(env["FITWIRE_AMQP_URL"])
+    assert _fitwire("dev", "broker", "status", env=env).returncode == 3
+
+
+@pytest.mark.usefixtures("rabbitmq_installed")
+def test_down_never_stops_a_broker_it_did_not_start(amqp_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "FITWIRE_AMQP_URL": amqp_url, "FITWIRE_DATA_DIR": str(tmp_path)}
+    assert _fitwire("dev", "broker", "up", env=env).returncode == 0
+    down = _fitwire("dev", "broker", "down", env=env)
+    assert "no local RabbitMQ node" in down.stderr
+    assert answers(amqp_url)
+
+
+@pytest.mark.usefixtures("rabbitmq_installed")
+def test_definitions_json_imports_into_a_fresh_node(tmp_path: Path) -> None:
+    node = LocalNode(tmp_path, free_port())
+    node.start()
+    try:
+        result = node.ctl("import_definitions", str(DEFINITIONS))
+        assert result.returncode == 0, result.stdout + result.stderr
+        conn = connect(node.url)
+        channel = conn.channel()
+        for queue in t.durable_queues():
+            channel.queue_declare(queue=queue.name, passive=True)
+        declare_all(channel)  # what the file declared is exactly what the code declares
+        conn.close()
+    finally:
+        node.stop()

@@ -1,0 +1,81 @@
+"""The declared topology on a real RabbitMQ is what broker_config says, and definitions.json agrees."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pika
+import pytest
+
+from fitwire.broker import connect, declare_all
+from fitwire.broker import topology as t
+
+DEFINITIONS = Path(__file__).resolve().parents[2] / "broker_config" / "definitions.json"
+
+
+def test_definitions_json_matches_python_topology() -> None:
+    assert json.loads(DEFINITIONS.read_text()) == t.definitions(), (
+        "regenerate with: python -m fitwire.broker.topology > broker_config/definitions.json"
+    )
+
+
+def test_declare_all_twice_is_harmless(amqp_channel) -> None:
+    declare_all(amqp_channel)
+    declare_all(amqp_channel)
+    for queue in t.durable_queues():
+        # passive declare fails with 404 when the queue is missing
+        amqp_channel.queue_declare(queue=queue.name, passive=True)
+
+
+def test_declared_queue_arguments_are_the_topology(amqp_url: str) -> None:
+    """Re-declaring with other arguments is refused: the broker holds exactly ours."""
+    queue = t.job_queue("default")
+    for key, wrong in [
+        ("x-delivery-limit", t.JOB_DELIVERY_LIMIT + 1),
+        ("x-dead-letter-exchange", "elsewhere"),
+        ("x-queue-type", "classic"),
+    ]:
+        conn = connect(amqp_url)
+        channel = conn.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+            channel.queue_declare(queue=queue.name, durable=True, arguments={**queue.arguments, key: wrong})
+        assert info.value.reply_code == 406, key  # PRECONDITION_FAILED: arguments differ
+        conn.close()
+
+
+def test_watcher_queue_drops_oldest_and_expires(amqp_channel) -> None:
+    args = t.watcher_queue_arguments()
+    assert args["x-message-ttl"] == 5000 and args["x-overflow"] == "drop-head"
+    small = {**args, "x-max-length": 3}
+    queue = amqp_channel.queue_declare(queue="", exclusive=True, auto_delete=True, arguments=small).method.queue
+    for i in range(5):
+        amqp_channel.basic_publish("", queue, str(i).encode())
+    bodies = []
+    while (got := amqp_channel.basic_get(queue, auto_ack=True))[0] is not None:
+        bodies.append(got[2])
+    assert bodies == [b"2", b"3", b"4"]  # a slow watcher sees the newest progress, not the oldest
+
+
+def test_dead_jobs_reach_jobs_dead(amqp_channel) -> None:
+    """A job rejected without requeue is dead-lettered to jobs.dead."""
+    pool = "topology-test"
+    queue = t.job_queue(pool)
+    amqp_channel.queue_declare(queue=queue.name, durable=True, arguments=queue.arguments)
+    amqp_channel.queue_bind(queue=queue.name, exchange=t.JOBS.name, routing_key=pool)
+    amqp_channel.queue_purge(t.JOBS_DEAD.name)
+    try:
+        amqp_channel.basic_publish(t.JOBS.name, pool, b"poison", pika.BasicProperties(delivery_mode=2))
+        for _ in range(50):
+            method, _props, _body = amqp_channel.basic_get(queue.name)
+            if method:
+                break
+        assert method is not None
+        amqp_channel.basic_reject(method.delivery_tag, requeue=False)
+        for _ in range(50):
+            dead = amqp_channel.basic_get(t.JOBS_DEAD.name, auto_ack=True)
+            if dead[0]:
+                break
+        assert dead[2] == b"poison"
+    finally:
+        amqp_channel.queue_delete(queue.name)
