@@ -115,7 +115,7 @@ class Settings(BaseModel):
                 values[name] = raw
         values.update(overrides)
         try:
-            return cls(**values)
+            return cls.model_validate(values)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else "?"
