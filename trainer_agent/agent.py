@@ -1,0 +1,340 @@
+"""The agent daemon: takes jobs from its pools' queues and runs each in a child process.
+
+One thread owns the broker connection (pika's BlockingConnection is not
+thread-safe) and loops: service the connection (heartbeats, deliveries), watch
+the child, publish telemetry. The job message is acked only when the job has
+ended, so a job held by an agent that dies goes back to the queue and another
+agent resumes it from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pika
+
+from fitwire.agent import placement
+from fitwire.agent.backends import TERMINAL_STATES, JobEvents, open_backends
+from fitwire.agent.deadletters import handle_dead_letter
+from fitwire.agent.jobs import HANDBACKS_HEADER, declare_pool, publish_job
+from fitwire.agent.telemetry import Collector, GpuProbe, default_probe
+from fitwire.broker import (
+    Backoff,
+    BrokerError,
+    DecodeError,
+    GpuInfo,
+    Job,
+    connect,
+    decode,
+    encode,
+    translate_errors,
+)
+from fitwire.broker.topology import JOBS_DEAD, TELEMETRY, telemetry_key
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.5
+"""How long one loop turn services the connection: the child's end is noticed this fast."""
+GPU_POLL_S = 1.0
+
+
+@dataclass
+class AgentConfig:
+    amqp_url: str
+    pools: tuple[str, ...] = ("default",)
+    backends: dict[str, Any] = field(default_factory=dict)
+    """Where jobs are reported and artifacts kept (see ``backends.open_backends``); shared with the child."""
+    node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    telemetry_interval: float = 5.0
+    placement_pause: float = 2.0
+    """After handing back a job it could not fit, the agent stops bidding this long."""
+    tracker: bool = False
+    """Wrap fits in the Tracker (needs the webhook URL and a token)."""
+    webhook_url: str | None = None
+    token: str | None = None
+    work_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "fitwire-agent")
+    watch_dead_letters: bool = True
+    log_level: str = "WARNING"
+
+
+@dataclass
+class _Running:
+    job: Job
+    tag: int
+    headers: dict[str, Any]
+    process: subprocess.Popen[bytes]
+    result_path: Path
+    started: float
+    preempt_sent: bool = False
+
+
+@dataclass
+class _Delivery:
+    tag: int
+    routing_key: str
+    headers: dict[str, Any]
+    body: bytes
+
+
+class Agent:
+    """One trainer agent. ``run()`` blocks until :meth:`request_stop` and the current job's checkpoint."""
+
+    def __init__(self, config: AgentConfig, *, probe: GpuProbe | None = None,
+                 events: JobEvents | None = None) -> None:
+        self.config = config
+        self.probe = probe or default_probe()
+        self.events = events or open_backends(config.backends)[0]
+        self.collector = Collector(config.node_id, config.pools, self.probe)
+        self._stopping = False
+        self._hurry = False
+        self._inbox: list[_Delivery] = []
+        self._running: _Running | None = None
+        self._consumer_tags: list[str] = []
+        self._priority = 0
+        self._bid_after = 0.0
+        self._gpus: list[GpuInfo] = []
+        self._next_gpu_poll = 0.0
+        self._next_telemetry = 0.0
+        self.jobs_done = 0
+
+    # --- control -------------------------------------------------------------------
+
+    def request_stop(self, *_: object) -> None:
+        """SIGTERM: stop taking jobs, checkpoint the current one, hand it back. Twice: at once."""
+        if self._stopping:
+            self._hurry = True
+        self._stopping = True
+
+    def run(self) -> None:
+        """Serve jobs until stopped, reconnecting with backoff when the broker goes away."""
+        backoff = Backoff()
+        self.config.work_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                self._serve()
+                return
+            except BrokerError as exc:
+                # the broker will redeliver our job elsewhere; running on would train it twice
+                self._kill_child("lost the broker connection")
+                if self._stopping:
+                    return
+                delay = backoff.next_delay()
+                log.warning("broker connection lost (%s); reconnecting in %.0fs", exc, delay)
+                time.sleep(delay)
+
+    # --- the loop ------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        with translate_errors():
+            self.conn = connect(self.config.amqp_url, name=f"fitwire-agent-{self.config.node_id}")
+            try:
+                self.jobs = self.conn.channel()
+                self.jobs.basic_qos(prefetch_count=1)  # per consumer: a busy agent is offered nothing
+                self.queues = [declare_pool(self.jobs, pool) for pool in self.config.pools]
+                self.out = self.conn.channel()
+                self.out.confirm_delivery()
+                if self.config.watch_dead_letters:
+                    self._consume_dead_letters()
+                self._consumer_tags = []
+                while not (self._stopping and self._running is None) and not self._hurry:
+                    self.conn.process_data_events(time_limit=TICK_S)
+                    self._turn()
+                if self._hurry:
+                    self._kill_child("agent stopped at once")
+            finally:
+                if self.conn.is_open:
+                    self.conn.close()
+
+    def _turn(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_gpu_poll:
+            self._next_gpu_poll = now + GPU_POLL_S
+            gpus = self.probe.gpus()
+            changed = placement.significant_change(self._gpus, gpus)
+            self._gpus = gpus
+            if changed:
+                self._next_telemetry = 0.0  # WebML's rule: report a big memory change at once
+                if self._consumer_tags and self._running is None:
+                    self._stop_consuming()  # re-bid with the new free memory below
+        while self._inbox:
+            self._take(self._inbox.pop(0))
+        if self._running is not None:
+            if self._consumer_tags:
+                self._stop_consuming()
+            self._watch_child()
+        if self._stopping:
+            if self._consumer_tags:
+                self._stop_consuming()
+            if self._running is not None and not self._running.preempt_sent:
+                self._running.preempt_sent = True
+                self._running.process.terminate()  # the runner checkpoints at epoch end and exits
+        elif self._running is None and not self._consumer_tags and now >= self._bid_after:
+            self._start_consuming()
+        if now >= self._next_telemetry:
+            self._next_telemetry = now + self.config.telemetry_interval
+            self._publish_telemetry()
+
+    # --- consuming and bidding -------------------------------------------------------
+
+    def _start_consuming(self) -> None:
+        self._priority = placement.consumer_priority(self._gpus)
+        self._consumer_tags = [
+            self.jobs.basic_consume(queue, on_message_callback=self._on_job,
+                                    arguments={"x-priority": self._priority})
+            for queue in self.queues
+        ]
+        log.debug("consuming %s with priority %d", self.queues, self._priority)
+
+    def _stop_consuming(self) -> None:
+        for tag in self._consumer_tags:
+            self.jobs.basic_cancel(tag)
+        self._consumer_tags = []
+
+    def _on_job(self, _ch: Any, method: Any, props: pika.BasicProperties, body: bytes) -> None:
+        # called from process_data_events; the work happens in _turn, outside pika's dispatch
+        self._inbox.append(_Delivery(method.delivery_tag, method.routing_key, dict(props.headers or {}), body))
+
+    def _consume_dead_letters(self) -> None:
+        dead = self.conn.channel()
+        dead.basic_qos(prefetch_count=10)
+
+        def on_dead(ch: Any, method: Any, props: pika.BasicProperties, body: bytes) -> None:
+            try:
+                job_id = decode(body, Job).job_id
+                previous = (self.events.status(job_id) or (None, None))[1]
+            except DecodeError:
+                previous = None
+            try:
+                handle_dead_letter(self.events, body, dict(props.headers or {}), previous)
+            except Exception:  # the store is down: leave it in jobs.dead for later
+                log.exception("could not record a dead job; leaving it in %s", JOBS_DEAD.name)
+                ch.basic_nack(method.delivery_tag, requeue=True)
+                return
+            ch.basic_ack(method.delivery_tag)
+
+        dead.basic_consume(JOBS_DEAD.name, on_message_callback=on_dead)
+
+    # --- one job ---------------------------------------------------------------------
+
+    def _take(self, d: _Delivery) -> None:
+        try:
+            job = decode(d.body, Job)
+        except DecodeError as exc:
+            log.error("rejecting an undecodable job to the dead-letter queue: %s", exc)
+            self.jobs.basic_reject(d.tag, requeue=False)
+            return
+        if self._running is not None or self._stopping:
+            self._hand_back(d, job, "agent busy or stopping")
+            return
+        known = self.events.status(job.job_id)
+        if known is not None and known[0] in TERMINAL_STATES:
+            log.info("job %s is already %s; dropping its message", job.job_id, known[0])
+            self.jobs.basic_ack(d.tag)
+            return
+        chosen = placement.choose_gpus(job.spec, self.probe.gpus())
+        if chosen is None:
+            self._hand_back(d, job, "no GPU with enough free memory here now")
+            self._bid_after = time.monotonic() + self.config.placement_pause
+            return
+        self.events.job_state(job, "running", node_id=self.config.node_id)
+        self._running = self._spawn(job, d, chosen)
+        self._next_telemetry = 0.0
+
+    def _spawn(self, job: Job, d: _Delivery, gpus: list[int]) -> _Running:
+        workdir = self.config.work_dir / f"{job.job_id}-{uuid.uuid4().hex[:6]}"
+        workdir.mkdir(parents=True)
+        ticket = {
+            "job": json.loads(encode(job)), "backends": self.config.backends, "agent_pid": os.getpid(),
+            "node_id": self.config.node_id, "amqp_url": self.config.amqp_url,
+            "webhook_url": self.config.webhook_url, "token": self.config.token,
+            "tracker": self.config.tracker, "log_level": self.config.log_level,
+        }
+        (workdir / "ticket.json").write_text(json.dumps(ticket))
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(map(str, gpus)), TF_CPP_MIN_LOG_LEVEL="2")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fitwire.agent.runner", str(workdir / "ticket.json"),
+             str(workdir / "result.json")],
+            env=env, cwd=workdir,
+            start_new_session=True,  # a Ctrl+C at the agent's terminal reaches the agent only
+        )
+        log.info("job %s (run %s) started in pid %d on GPUs %s", job.job_id, job.run_id, process.pid, gpus)
+        return _Running(job, d.tag, d.headers, process, workdir / "result.json", time.monotonic())
+
+    def _watch_child(self) -> None:
+        run = self._running
+        assert run is not None
+        code = run.process.poll()
+        if code is None:
+            return
+        self._running = None
+        try:
+            result = json.loads(run.result_path.read_text())
+        except (OSError, ValueError):
+            result = None
+        if result is None:
+            # a crash or a kill: not the job's own exception, so retry it elsewhere — the
+            # broker counts the attempt and dead-letters a job that keeps doing this
+            reason = f"runner process died ({_exit_text(code)})"
+            self.events.job_state(run.job, "queued", reason=reason, node_id=self.config.node_id)
+            self.jobs.basic_nack(run.tag, requeue=True)
+            log.warning("job %s: %s; returned to the queue", run.job.job_id, reason)
+        elif result["outcome"] == "preempted":
+            self.events.job_state(run.job, "queued", reason=result["reason"], node_id=self.config.node_id)
+            self._hand_back(_Delivery(run.tag, run.job.pool, run.headers, encode(run.job)), run.job,
+                            result["reason"])
+        else:
+            self.events.job_state(run.job, result["outcome"], reason=result["reason"],
+                                  node_id=self.config.node_id)
+            self.jobs.basic_ack(run.tag)
+            self.jobs_done += 1
+            log.info("job %s %s%s", run.job.job_id, result["outcome"],
+                     f": {result['reason']}" if result["reason"] else "")
+        self._next_telemetry = 0.0
+
+    def _hand_back(self, d: _Delivery, job: Job, why: str) -> None:
+        """Return a job unrun without spending a delivery attempt: republish (confirmed), then ack.
+
+        A nack with requeue would count towards the quorum queue's delivery limit,
+        and a job that merely waited for room must never end up dead for it.
+        """
+        headers = dict(d.headers)
+        headers[HANDBACKS_HEADER] = int(headers.get(HANDBACKS_HEADER, 0)) + 1
+        headers.pop("x-delivery-count", None)
+        publish_job(self.out, job, headers)
+        self.jobs.basic_ack(d.tag)
+        log.info("handed job %s back to pool %s: %s", job.job_id, job.pool, why)
+
+    def _kill_child(self, why: str) -> None:
+        if self._running is not None:
+            log.warning("killing job %s: %s", self._running.job.job_id, why)
+            self._running.process.kill()
+            self._running.process.wait()
+            self._running = None
+
+    def _publish_telemetry(self) -> None:
+        job_id = self._running.job.job_id if self._running else None
+        snapshot = self.collector.snapshot(job_id)
+        self.out.basic_publish(
+            TELEMETRY.name, telemetry_key(self.config.node_id), encode(snapshot),
+            pika.BasicProperties(content_type="application/json", type=snapshot.type),
+        )
+
+
+def default_node_id() -> str:
+    """Hostname plus the process id: two agents on one machine are two nodes."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _exit_text(code: int) -> str:
+    return f"signal {-code}" if code < 0 else f"exit status {code}"

@@ -1,0 +1,159 @@
+"""Where an agent sends job states and keeps artifacts: small interfaces and their local implementations.
+
+The agent and its runner only talk to :class:`JobEvents` and :class:`ArtifactStore`.
+The local implementations keep everything as files under a directory, which is
+what agents on one machine (and the tests) share; the webhook implementations
+(``fitwire.agent.http_backends``) speak the HTTP API to the same effect, so a
+real object store can later stand behind the same interface.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from fitwire.broker import Job
+
+JobState = Literal["queued", "running", "succeeded", "failed", "stopped", "cancelled", "dead"]
+TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "stopped", "cancelled", "dead"})
+
+
+def bundle_key(bundle_id: str) -> str:
+    return f"bundles/{bundle_id}"
+
+
+def checkpoint_key(job_id: str) -> str:
+    """One checkpoint per job, overwritten at every epoch end: resume needs only the last."""
+    return f"checkpoints/{job_id}"
+
+
+class JobEvents(Protocol):
+    """What an agent and its runner report about jobs."""
+
+    def job_state(
+        self, job: Job, state: JobState, *, reason: str | None = None, node_id: str | None = None
+    ) -> None:
+        """Record the job's new state (idempotent; the job is created when unknown)."""
+
+    def status(self, job_id: str) -> tuple[JobState, str | None] | None:
+        """The job's state and its reason, or None when the store does not know the job."""
+
+    def epoch_end(self, job: Job, epoch: int, logs: dict[str, Any]) -> None:
+        """Persist an epoch of the job's run; idempotent on ``(run_id, epoch)``."""
+
+
+class ArtifactStore(Protocol):
+    """Job bundles and checkpoints, by key; ``put`` replaces atomically."""
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def get(self, key: str) -> bytes | None:
+        """The artifact's bytes, or None when there is none."""
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)  # readers see the old or the new file, never half of one
+
+
+class LocalArtifacts:
+    """Artifacts as files under ``root`` (the data dir's ``artifacts/``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ValueError(f"artifact key {key!r} leaves the artifact store")
+        return path
+
+    def put(self, key: str, data: bytes) -> None:
+        _atomic_write(self._path(key), data)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+
+class LocalJournal:
+    """Job states and epochs as files under ``root``: what agents use without a webhook.
+
+    ``jobs/<job_id>.json`` holds the job, its state and its history;
+    ``epochs/<run_id>.jsonl`` gets one line per epoch written (an upsert by
+    ``(run_id, epoch)`` when read back with :meth:`epochs`).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _job_path(self, job_id: str) -> Path:
+        return self.root / "jobs" / f"{job_id}.json"
+
+    def record(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self._job_path(job_id).read_text())  # type: ignore[no-any-return]
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def job_state(
+        self, job: Job, state: JobState, *, reason: str | None = None, node_id: str | None = None
+    ) -> None:
+        record = self.record(job.job_id) or {"job": job.model_dump(mode="json"), "history": []}
+        record.update(state=state, reason=reason, node_id=node_id, updated_at=time.time())
+        record["history"].append({"state": state, "reason": reason, "node_id": node_id, "at": time.time()})
+        _atomic_write(self._job_path(job.job_id), json.dumps(record).encode())
+
+    def status(self, job_id: str) -> tuple[JobState, str | None] | None:
+        record = self.record(job_id)
+        return (record["state"], record.get("reason")) if record else None
+
+    def epoch_end(self, job: Job, epoch: int, logs: dict[str, Any]) -> None:
+        path = self.root / "epochs" / f"{job.run_id}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"run_id": job.run_id, "epoch": epoch, "logs": logs, "pid": os.getpid()})
+        with open(path, "a") as fh:  # one short O_APPEND write: lines of two writers never interleave
+            fh.write(line + "\n")
+
+    def epochs(self, run_id: str) -> dict[int, dict[str, Any]]:
+        """Epoch → logs, the last write of each epoch winning (what an upserting store keeps)."""
+        path = self.root / "epochs" / f"{run_id}.jsonl"
+        found: dict[int, dict[str, Any]] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                found[row["epoch"]] = row["logs"]
+        return found
+
+    def epoch_writes(self, run_id: str) -> list[int]:
+        """Every epoch write in order, duplicates included (tests check resume with it)."""
+        path = self.root / "epochs" / f"{run_id}.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line)["epoch"] for line in path.read_text().splitlines()]
+
+
+def open_backends(config: dict[str, Any]) -> tuple[JobEvents, ArtifactStore]:
+    """Build the backends a config names: ``{"kind": "local", "root": …}`` or ``{"kind": "http", …}``.
+
+    The agent hands this config to its runner child, so both talk to the same place.
+    """
+    kind = config.get("kind")
+    if kind == "local":
+        root = Path(config["root"])
+        return LocalJournal(root / "journal"), LocalArtifacts(root / "artifacts")
+    if kind == "http":
+        from fitwire.agent.http_backends import HttpArtifacts, HttpJobEvents
+
+        return (
+            HttpJobEvents(config["url"], config["token"]),
+            HttpArtifacts(config["url"], config["token"]),
+        )
+    raise ValueError(f"unknown backend kind {kind!r}; expected 'local' or 'http'")

@@ -1,0 +1,79 @@
+"""Submitting jobs: persistent, publisher-confirmed, to the pool's durable quorum queue."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pika
+
+from fitwire.agent.backends import ArtifactStore, JobEvents, bundle_key
+from fitwire.agent.bundle import bundle_id
+from fitwire.broker import BrokerError, Job, JobSpec, connect, encode, translate_errors
+from fitwire.broker.topology import JOBS, job_queue
+
+HANDBACKS_HEADER = "x-fitwire-handbacks"
+"""How often agents handed the job back unrun (no room now, shutting down); spends no delivery attempt."""
+
+
+def declare_pool(channel: Any, pool: str) -> str:
+    """Declare ``jobs.<pool>`` and its binding (idempotent); returns the queue name."""
+    queue = job_queue(pool)
+    channel.queue_declare(queue=queue.name, durable=queue.durable, arguments=queue.arguments)
+    channel.queue_bind(queue=queue.name, exchange=JOBS.name, routing_key=pool)
+    return queue.name
+
+
+def job_properties(job: Job, headers: Mapping[str, Any] | None = None) -> pika.BasicProperties:
+    return pika.BasicProperties(
+        delivery_mode=pika.DeliveryMode.Persistent,
+        content_type="application/json",
+        message_id=job.job_id,
+        type=job.type,
+        headers=dict(headers or {}),
+    )
+
+
+def publish_job(channel: Any, job: Job, headers: Mapping[str, Any] | None = None) -> None:
+    """Publish on a channel in confirm mode; returns once the broker has the job safely.
+
+    Raises:
+        BrokerError: the broker nacked the job or could not route it (no queue for the pool).
+    """
+    with translate_errors():
+        try:
+            channel.basic_publish(
+                exchange=JOBS.name, routing_key=job.pool, body=encode(job),
+                properties=job_properties(job, headers), mandatory=True,
+            )
+        except pika.exceptions.UnroutableError:
+            raise BrokerError(f"no queue takes jobs for pool {job.pool!r}") from None
+        except pika.exceptions.NackError:
+            raise BrokerError(f"the broker did not accept job {job.job_id}") from None
+
+
+def submit(
+    amqp_url: str,
+    spec: JobSpec,
+    source: bytes,
+    *,
+    owner: str,
+    pool: str = "default",
+    events: JobEvents,
+    artifacts: ArtifactStore,
+) -> Job:
+    """Upload the bundle, record the job as queued, and publish it (what the webhook's POST /jobs does)."""
+    spec = spec.model_copy(update={"bundle": bundle_id(source)})
+    artifacts.put(bundle_key(spec.bundle), source)
+    job = Job(owner=owner, pool=pool, spec=spec)
+    events.job_state(job, "queued")
+    conn = connect(amqp_url, name="fitwire-submit")
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        declare_pool(channel, pool)
+        publish_job(channel, job)
+    finally:
+        if conn.is_open:
+            conn.close()
+    return job

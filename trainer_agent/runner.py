@@ -1,0 +1,155 @@
+"""The job runner: one training job in its own process (``python -m fitwire.agent.runner TICKET RESULT``).
+
+The agent writes a ticket (the job, where to report, where artifacts live),
+starts this module as a child and reads the result file when it exits. A child
+that dies without writing a result (a crash, an OOM kill, a signal) leaves no
+file: the agent treats that as an infrastructure failure and lets the broker
+redeliver the job, counting the attempt towards the delivery limit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, Literal
+
+from fitwire.agent import bundle as bundles
+from fitwire.agent.backends import (
+    ArtifactStore,
+    JobEvents,
+    bundle_key,
+    checkpoint_key,
+    open_backends,
+)
+from fitwire.agent.checkpoint import Checkpoint, make_callback, restore
+from fitwire.broker import Job, decode
+
+log = logging.getLogger("fitwire.agent.runner")
+
+Outcome = Literal["succeeded", "failed", "stopped", "preempted"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this child when the agent dies, so a job never runs twice at once."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the agent's process group still takes us down
+        return
+    if os.getppid() != parent_pid:  # the agent died before prctl took effect
+        os._exit(1)
+
+
+def _fit_kwargs(train: Any, val: Any, batch_size: int) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if isinstance(train, tuple | list) and len(train) == 2:
+        kwargs.update(x=train[0], y=train[1], batch_size=batch_size)
+    else:  # a tf.data.Dataset, a PyDataset or a generator batches itself
+        kwargs["x"] = train
+    if val is not None:
+        kwargs["validation_data"] = tuple(val) if isinstance(val, list) else val
+    return kwargs
+
+
+def _tracker(job: Job, ticket: dict[str, Any]) -> Any:
+    """The job's Tracker, bound to its model key and run id so a resumed job continues the same run."""
+    if not ticket.get("tracker", False):
+        return None
+    try:
+        from fitwire.callback import Tracker
+    except ImportError as exc:
+        log.warning("fitwire.callback.Tracker is unavailable (%s); the job runs untracked", exc)
+        return None
+    try:
+        return Tracker(
+            job.spec.model_key,
+            token=ticket.get("token"),
+            run_id=job.run_id,
+            webhook_url=ticket.get("webhook_url"),
+            amqp_url=ticket.get("amqp_url"),
+        )
+    except Exception as exc:  # a tracking problem must not cost the user the training
+        log.warning("could not create the Tracker (%s); the job runs untracked", exc)
+        return None
+
+
+def run_job(job: Job, ticket: dict[str, Any], events: JobEvents, artifacts: ArtifactStore,
+            preempt: threading.Event) -> tuple[Outcome, str | None]:
+    """Build the bundle's model, resume from the last checkpoint, fit, and say how it ended."""
+    spec = job.spec
+    source = artifacts.get(bundle_key(spec.bundle))
+    if source is None:
+        return "failed", f"job bundle {spec.bundle} is not in the artifact store"
+    try:
+        model, train, val = bundles.build(source, spec.entry_point, dict(spec.params))
+    except Exception as exc:
+        return "failed", _last_line(exc)
+
+    initial_epoch = 0
+    blob = artifacts.get(checkpoint_key(job.job_id))
+    if blob is not None:
+        ckpt = Checkpoint.from_bytes(blob)
+        restore(model, ckpt)
+        initial_epoch = ckpt.epoch + 1
+        # re-assert the checkpointed epoch: the dead agent may have died before its outbox sent it
+        events.epoch_end(job, ckpt.epoch, ckpt.logs)
+        log.info("job %s resumes at epoch %d", job.job_id, initial_epoch)
+    if initial_epoch >= spec.epochs:
+        return "succeeded", None
+
+    tracker = _tracker(job, ticket)
+    checkpointing = make_callback(job, artifacts, events, preempt)
+    # the Tracker first: its epoch_end is queued before the checkpoint makes the epoch final
+    callbacks = [c for c in (tracker, checkpointing) if c is not None]
+    try:
+        model.fit(epochs=spec.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=0,
+                  **_fit_kwargs(train, val, spec.batch_size))
+    except Exception as exc:
+        return "failed", _last_line(exc)
+
+    last = artifacts.get(checkpoint_key(job.job_id))
+    done = Checkpoint.from_bytes(last).epoch if last is not None else -1
+    if done >= spec.epochs - 1:
+        return "succeeded", None
+    if preempt.is_set():
+        return "preempted", f"agent shut down after epoch {done}"
+    status = getattr(tracker, "status", None)
+    return "stopped", (getattr(tracker, "reason", None) if status == "stopped" else None) or "stopped by a STOP signal"
+
+
+def _last_line(exc: BaseException) -> str:
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
+
+
+def main(argv: list[str]) -> int:
+    ticket_path, result_path = Path(argv[0]), Path(argv[1])
+    ticket = json.loads(ticket_path.read_text())
+    _die_with_parent(int(ticket["agent_pid"]))
+    logging.basicConfig(level=ticket.get("log_level", "WARNING"),
+                        format="%(asctime)s runner %(levelname)s %(name)s: %(message)s")
+    preempt = threading.Event()
+    # SIGTERM from the agent means "finish this epoch, checkpoint, and hand the job back"
+    signal.signal(signal.SIGTERM, lambda *_: preempt.set())
+    job = decode(json.dumps(ticket["job"]), Job)
+    events, artifacts = open_backends(ticket["backends"])
+    try:
+        outcome, reason = run_job(job, ticket, events, artifacts, preempt)
+    except Exception as exc:  # our own bug or a backend outage: report it, the agent decides
+        log.exception("runner error")
+        outcome, reason = "failed", f"runner error: {_last_line(exc)}"
+    tmp = result_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"outcome": outcome, "reason": reason}))
+    os.replace(tmp, result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
