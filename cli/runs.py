@@ -1,9 +1,154 @@
-"""Top-level `fitwire` commands of this area (placeholder until the CLI work lands)."""
+"""`fitwire runs list|show`, and the top-level `watch`, `stop` and `lr`."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from fitwire.cli import control, display, plot
+from fitwire.cli.common import (
+    CliError,
+    JsonOption,
+    ServerOption,
+    TokenOption,
+    amqp_url_for,
+    api,
+    io,
+    print_json,
+    reports_errors,
+)
+from fitwire.cli.watch import Watcher
+
+app = typer.Typer(no_args_is_help=True, help="List and inspect runs (trainings).")
 
 
-def register(app: typer.Typer) -> None:
-    """Add this file's commands to the top-level app."""
+@app.command("list")
+@reports_errors
+def list_(
+    model: Annotated[str | None, typer.Argument(help="Model key or name; all your models when left out.")] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Runs, newest first."""
+    client = api(server, token)
+    models = [client.find_model(model)] if model else client.models()
+    runs = [run for m in models for run in client.runs(m["key"])]
+    if as_json:
+        print_json({"runs": runs})
+        return
+    if not runs:
+        io().out.print("No runs yet.")
+        return
+    runs.sort(key=lambda r: str(r.get("started_at") or ""), reverse=True)
+    names = None if model else {m["key"]: str(m.get("name", "")) for m in models}
+    table = display.runs_table(runs, model_names=names)
+    io().out.print(table)
+
+
+@app.command()
+@reports_errors
+def show(
+    run: Annotated[str, typer.Argument(help="Run id; or a model key/name for its latest run.")],
+    width: Annotated[int, typer.Option(min=20, max=400, help="Width of the curves, in characters.")] = 60,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A run's parameters, its epochs table, and loss/accuracy curves."""
+    client = api(server, token)
+    found, model = client.find_run_or_model(run)
+    if found is None:
+        runs = client.runs(model["key"])
+        if not runs:
+            raise CliError(f"Model {model.get('name')} ({model['key']}) has no runs yet")
+        found = runs[0]
+    state = client.run_state(found["run_id"])
+    if as_json:
+        print_json(state)
+        return
+    io().out.print(_summary(state["run"], model), _params(state["run"]), *_epochs(state["epochs"]))
+
+
+def _summary(run: dict[str, Any], model: dict[str, Any]) -> Group:
+    head = Text(display.run_label(run, run["run_id"]), style="bold")
+    head.append(f"  {run['run_id']}  model {model.get('name')} ({model['key']})  ", style="dim")
+    head.append_text(display.status_text(str(run.get("status"))))
+    if run.get("reason"):
+        head.append(f" ({run['reason']})", style="dim")
+    where = " ".join(str(x) for x in (run.get("framework"), run.get("framework_version")) if x)
+    lines = [head]
+    facts = [
+        f"started {str(run.get('started_at') or '—')[:19].replace('T', ' ')}",
+        f"took {display.fmt_duration(display.run_duration(run))}",
+        f"on {run.get('host') or '—'}",
+        where,
+        f"{run.get('epochs') or '?'} epochs × {run.get('steps') or '?'} steps",
+    ]
+    lines.append(Text("  ".join(f for f in facts if f), style="dim"))
+    return Group(*lines)
+
+
+def _params(run: dict[str, Any]) -> Table | Text:
+    params = run.get("params") or {}
+    if not params:
+        return Text("no parameters recorded", style="dim")
+    table = Table("parameter", "value", box=None, header_style="bold", title="Parameters", title_justify="left")
+    for key in sorted(params):
+        table.add_row(str(key), str(params[key]))
+    return table
+
+
+def _epochs(epochs: list[dict[str, Any]]) -> list[Any]:
+    if not epochs:
+        return [Text("no epochs recorded yet", style="dim")]
+    epochs = sorted(epochs, key=lambda e: int(e["epoch"]))
+    logs = [e.get("logs") or {} for e in epochs]
+    names = display.metric_names({k: None for entry in logs for k in entry})
+    table = Table("epoch", *names, "ended", box=None, header_style="bold", title="Epochs", title_justify="left")
+    for epoch, entry in zip(epochs, logs, strict=True):
+        table.add_row(str(int(epoch["epoch"]) + 1), *(display.fmt_value(entry.get(n)) for n in names),
+                      str(epoch.get("ended_at") or "")[11:19])
+    numeric = [{k: display.number(v) for k, v in entry.items()} for entry in logs]
+    charts = [plot.chart(series, title=name, first_x=int(epochs[0]["epoch"]) + 1)
+              for name, series in plot.metric_groups(numeric).items()]
+    return [table, *charts]
+
+
+@reports_errors
+def watch(
+    model_or_run: Annotated[str, typer.Argument(help="A model key/name, or a run id.")],
+    once: Annotated[bool, typer.Option("--once", help="Leave when the watched run(s) end.")] = False,
+    stop_on_exit: Annotated[
+        bool, typer.Option("--stop-on-exit", help="Ctrl+C also stops the training, without asking.")
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(min=1, help="Leave after this many seconds (exit 1).", show_default=False)
+    ] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """The model's previous runs, then its live run(s): a progress bar per epoch, a line per finished
+    epoch, the final status. Ctrl+C asks whether to stop the training too."""
+    client = api(server, token)
+    run, model = client.find_run_or_model(model_or_run)
+    session = client.session()
+    watcher = Watcher(
+        client, io().out, owner=str(session["user"]["username"]), model=model,
+        amqp_url=amqp_url_for(session), run=run, once=once, stop_on_exit=stop_on_exit, timeout=timeout,
+    )
+    code = watcher.run()
+    if code:
+        raise typer.Exit(code)
+
+
+def register(app_: typer.Typer) -> None:
+    """Add `runs` and the top-level `watch`, `stop` and `lr` commands."""
+    app_.add_typer(app, name="runs")
+    app_.command()(watch)
+    app_.command()(control.stop)
+    app_.command()(control.lr)

@@ -1,9 +1,100 @@
-"""Top-level `fitwire` commands of this area (placeholder until the CLI work lands)."""
+"""`fitwire login`, `logout`, `whoami`: the login file (fitwire.credentials, mode 0600)."""
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
+
+from fitwire import credentials
+from fitwire.cli.common import (
+    API,
+    EXIT_UNREACHABLE,
+    CliError,
+    JsonOption,
+    ServerOption,
+    TokenOption,
+    Unreachable,
+    api,
+    io,
+    print_json,
+    reports_errors,
+    settings,
+)
+
+
+@reports_errors
+def login(
+    username: Annotated[str | None, typer.Argument(help="Your user name; asked when left out.")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(envvar="FITWIRE_PASSWORD", help="Asked (hidden) when left out.", show_default=False),
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin (for scripts).")
+    ] = False,
+    server: ServerOption = None,
+) -> None:
+    """Log in and save the token in the login file (readable by you only)."""
+    client = api(server, None)
+    if username is None:
+        username = typer.prompt("Username")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif password is None:
+        password = typer.prompt("Password", hide_input=True)
+    answer = client.post(f"{API}/auth/login", {"username": username, "password": password}, auth=False)
+    user = answer["user"]
+    saved = credentials.save(
+        settings(), credentials.Credentials(server=client.server, username=user["username"], token=answer["token"])
+    )
+    io().out.print(
+        f"Logged in to {client.server} as [bold]{user['username']}[/]; token saved in {saved}.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@reports_errors
+def logout(server: ServerOption = None, token: TokenOption = None) -> None:
+    """Revoke the token on the server and forget the login file."""
+    conf = settings()
+    client = api(server, token)
+    if not client.token:
+        raise CliError("You are not logged in")
+    unreachable: Unreachable | None = None
+    try:
+        client.post(f"{API}/auth/logout")
+    except Unreachable as exc:
+        unreachable = exc
+    except CliError:
+        pass  # an expired or revoked token: forgetting it is all that is left to do
+    saved = credentials.load(conf)
+    if saved and saved.server.rstrip("/") == client.server:
+        credentials.forget(conf)
+    if unreachable:
+        raise CliError(
+            f"Forgot the local login, but could not reach {client.server} to revoke the token",
+            EXIT_UNREACHABLE,
+        )
+    io().out.print(f"Logged out of {client.server}.", highlight=False)
+
+
+@reports_errors
+def whoami(server: ServerOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Who the saved token belongs to, on which server."""
+    client = api(server, token)
+    user = client.get(f"{API}/me")
+    if as_json:
+        print_json({"server": client.server, "user": user})
+        return
+    role = "admin" if user.get("is_admin") else "user"
+    io().out.print(f"{user['username']} ({role}) on {client.server}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this file's commands to the top-level app."""
+    """Add login, logout and whoami to the top-level app."""
+    app.command()(login)
+    app.command()(logout)
+    app.command()(whoami)

@@ -1,0 +1,322 @@
+"""What every CLI command shares: consoles, the webhook client, options, errors → exit codes.
+
+Exit codes are part of the CLI's contract (scripts test them):
+
+* 0 — done;
+* 1 — an error the user can act on (unknown model, not logged in, run already ended, …);
+* 2 — usage (bad option or argument; typer/click also use 2);
+* 3 — the fitwire server (webhook) or the broker cannot be reached;
+* 130 — interrupted with Ctrl+C.
+
+Every failure is one sentence on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ParamSpec, TypeVar
+from urllib.parse import quote, urlparse
+
+import click
+import requests
+import typer
+from rich.console import Console
+
+from fitwire import credentials
+from fitwire.broker import (
+    BrokerAccessRefused,
+    BrokerError,
+    BrokerUnavailable,
+    FitwireError,
+    SettingsError,
+)
+from fitwire.broker.connection import redact
+from fitwire.settings import Settings
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_INTERRUPTED = 130
+
+HTTP_TIMEOUT_S = 15.0
+"""Long enough for a busy SQLite webhook, short enough that a dead server is noticed."""
+
+API = "/api/v1"
+
+
+# --- consoles -------------------------------------------------------------------------
+
+
+@dataclass
+class Io:
+    """The consoles a command draws on; tests inject ``Io(out=Console(file=StringIO()))``
+    through ``CliRunner.invoke(app, args, obj=io)``."""
+
+    out: Console = field(default_factory=Console)
+    err: Console = field(default_factory=lambda: Console(stderr=True))
+
+
+def io() -> Io:
+    """The current command's consoles (the injected ones, else stdout/stderr)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and isinstance(ctx.obj, Io):
+        return ctx.obj
+    return Io()
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, no colours, no wrapping."""
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+class CliError(Exception):
+    """A failure the CLI reports as one sentence and an exit code."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class Unreachable(CliError):
+    """The webhook or the broker does not answer."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class ApiError(CliError):
+    """The webhook answered with an error body."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
+def fail(message: str, exit_code: int = EXIT_ERROR) -> typer.Exit:
+    """Print ``message`` on stderr and return the ``typer.Exit`` to raise."""
+    io().err.print(sentence(message), style="red", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(exit_code)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn every expected failure of ``command`` into a sentence and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except CliError as exc:
+            raise fail(exc.message, exc.exit_code) from None
+        except BrokerUnavailable as exc:
+            raise fail(f"Cannot reach the broker: {exc}", EXIT_UNREACHABLE) from None
+        except BrokerAccessRefused as exc:
+            raise fail(f"The broker refused access: {exc}", EXIT_ERROR) from None
+        except SettingsError as exc:
+            raise fail(str(exc), EXIT_USAGE) from None
+        except (BrokerError, FitwireError) as exc:
+            raise fail(str(exc), EXIT_ERROR) from None
+        except KeyboardInterrupt:
+            raise fail("Interrupted", EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+# --- options --------------------------------------------------------------------------
+
+
+def _check_server(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise typer.BadParameter("must be an http:// or https:// URL, e.g. http://127.0.0.1:8765")
+    return value.rstrip("/")
+
+
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="FITWIRE_WEBHOOK_URL",
+        callback=_check_server,
+        help="URL of the fitwire server (webhook); else the one you logged in to.",
+        show_default=False,
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="FITWIRE_TOKEN",
+        help="API token; else the one `fitwire login` saved.",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+# --- the webhook client ---------------------------------------------------------------
+
+
+class Api:
+    """A small client of the webhook's HTTP API (docs/http-api.md)."""
+
+    def __init__(self, server: str, token: str | None, *, timeout: float = HTTP_TIMEOUT_S) -> None:
+        self.server = server.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._http = requests.Session()
+
+    def request(self, method: str, path: str, *, body: Any = None, auth: bool = True) -> Any:
+        """Call the API; the decoded JSON body (None for 204).
+
+        Raises:
+            Unreachable: nothing answers at the server URL.
+            ApiError: the server answered with an error.
+        """
+        if auth and not self.token:
+            raise CliError("You are not logged in; run `fitwire login` first (or set FITWIRE_TOKEN)")
+        headers = {"Authorization": f"Bearer {self.token}"} if auth and self.token else {}
+        url = self.server + path
+        try:
+            response = self._http.request(method, url, json=body, headers=headers, timeout=self.timeout)
+        except requests.exceptions.Timeout:
+            raise Unreachable(f"The fitwire server at {self.server} did not answer within {self.timeout:.0f} s") from None
+        except requests.exceptions.RequestException:
+            raise Unreachable(
+                f"Cannot reach the fitwire server at {self.server}; is `fitwire webhook serve` running there?"
+            ) from None
+        if response.status_code == 204:
+            return None
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.ok:
+            if data is None:
+                raise CliError(f"The server at {self.server} did not answer with JSON; is it a fitwire server?")
+            return data
+        raise self._error(response.status_code, data)
+
+    def _error(self, status: int, data: Any) -> ApiError:
+        error = data.get("error") if isinstance(data, dict) else None
+        code = str(error.get("code", "")) if isinstance(error, dict) else ""
+        message = str(error.get("message", "")) if isinstance(error, dict) else ""
+        if status == 401:
+            message = (message or "The server refused the token") + "; run `fitwire login` again"
+        elif status >= 500 and not message:
+            message = f"The fitwire server at {self.server} failed (HTTP {status})"
+        elif not message:
+            message = f"The server answered HTTP {status}"
+        return ApiError(status, code or f"HTTP_{status}", message)
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        return self.request("POST", path, body=body, auth=auth)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, body=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    # --- the resources the CLI needs ----------------------------------------------
+
+    def session(self) -> dict[str, Any]:
+        return dict(self.get(f"{API}/session"))
+
+    def model(self, key: str) -> dict[str, Any]:
+        return dict(self.get(f"{API}/models/{quote(key, safe='')}"))
+
+    def models(self) -> list[dict[str, Any]]:
+        return list(self.get(f"{API}/models")["models"])
+
+    def runs(self, model_key: str) -> list[dict[str, Any]]:
+        return list(self.get(f"{API}/models/{quote(model_key, safe='')}/runs")["runs"])
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return dict(self.get(f"{API}/runs/{quote(run_id, safe='')}"))
+
+    def run_state(self, run_id: str) -> dict[str, Any]:
+        return dict(self.get(f"{API}/runs/{quote(run_id, safe='')}/state"))
+
+    def find_model(self, key_or_name: str) -> dict[str, Any]:
+        """A model by key, else by its (unique) name; CliError when there is none."""
+        try:
+            return self.model(key_or_name)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+        named = [m for m in self.models() if m.get("name") == key_or_name]
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            keys = ", ".join(m["key"] for m in named)
+            raise CliError(f"Several models are named {key_or_name!r} ({keys}); give the key")
+        raise CliError(f"No model {key_or_name!r} (neither a key nor a name of one of your models)")
+
+    def find_run_or_model(self, ref: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """``(run, model)`` when ``ref`` is a run id, ``(None, model)`` when it names a model."""
+        try:
+            run = self.run(ref)
+        except ApiError as exc:
+            if exc.status not in (400, 404):
+                raise
+        else:
+            return run, self.model(run["model_key"])
+        try:
+            return None, self.find_model(ref)
+        except CliError:
+            raise CliError(f"No run or model {ref!r} among yours") from None
+
+
+def api(server: str | None, token: str | None) -> Api:
+    """The webhook client: ``--server`` > FITWIRE_WEBHOOK_URL > login file > default URL.
+
+    The login file's token goes only to the server it was issued by.
+    """
+    conf = settings()
+    saved = credentials.load(conf)
+    url = server or (saved.server.rstrip("/") if saved else conf.webhook_url)
+    if not token and saved and saved.server.rstrip("/") == url:
+        token = saved.token
+    return Api(url, token)
+
+
+def amqp_url_for(session: dict[str, Any]) -> str:
+    """The broker URL: FITWIRE_AMQP_URL when set, else what the server told this user."""
+    conf = settings()
+    if os.environ.get(Settings.env_name("amqp_url")):
+        return conf.amqp_url
+    return str(session.get("amqp_url") or conf.amqp_url)
+
+
+def broker_unreachable(url: str) -> Unreachable:
+    return Unreachable(f"Cannot reach the broker at {redact(url)}; is RabbitMQ running (`fitwire dev broker up`)?")

@@ -1,0 +1,400 @@
+"""`fitwire watch`: a model's previous runs, then its live runs with a progress bar per epoch.
+
+Order matters when joining a run mid-way: the watcher queue is bound *before*
+the stored state is fetched from the webhook, so nothing falls between the
+two; events for epochs already drawn from the state are skipped.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from fitwire.broker import Backoff, BrokerError, BrokerUnavailable, Signal
+from fitwire.broker.messages import (
+    Batch,
+    EpochBegin,
+    EpochEnd,
+    ProgressEvent,
+    SignalAck,
+    TrainBegin,
+    TrainEnd,
+)
+from fitwire.cli import display
+from fitwire.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Api, ApiError, Unreachable
+from fitwire.cli.wire import WatchQueue, run_pattern
+
+POLL_S = 0.2
+"""How long one wait for broker events lasts; also how often staleness and timeouts are checked."""
+STALE_S = 60.0
+"""A run that sent nothing (not even a heartbeat) for this long has probably lost its process."""
+RECONNECT_CAP_S = 5.0
+HISTORY_ROWS = 5
+
+
+class _RateColumn(ProgressColumn):
+    """Batches per second (rich's own speed column counts bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} batch/s" if speed else "", style="progress.data.speed")
+
+
+@dataclass
+class RunView:
+    """What the watcher knows and has drawn of one run."""
+
+    run_id: str
+    model_key: str
+    label: str
+    epochs: int | None = None
+    steps: int | None = None
+    started: float | None = None
+    epoch: int | None = None
+    epoch_started: float | None = None
+    task: TaskID | None = None
+    drawn: set[int] = field(default_factory=set)
+    ended: bool = False
+    silent: bool = False
+    last_seen: float = field(default_factory=time.monotonic)
+    named: bool = False
+
+
+class Watcher:
+    """Draws the runs of one model (optionally focused on one run first) until told to stop."""
+
+    def __init__(
+        self,
+        client: Api,
+        console: Console,
+        *,
+        owner: str,
+        model: dict[str, Any],
+        amqp_url: str,
+        run: dict[str, Any] | None = None,
+        once: bool = False,
+        stop_on_exit: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        self.client = client
+        self.console = console
+        self.owner = owner
+        self.model = model
+        self.model_key = str(model["key"])
+        self.focus: str | None = run["run_id"] if run else None
+        self.once = once
+        self.stop_on_exit = stop_on_exit
+        self.deadline = time.monotonic() + timeout if timeout else None
+        self.views: dict[str, RunView] = {}
+        self.finished_any = False
+        self.waiting_said = False
+        self.since = time.time()
+        self.queue = WatchQueue(amqp_url, [run_pattern(owner, self.model_key)], name="fitwire-watch")
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=30),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            console=console,
+        )
+
+    # --- the main loop ------------------------------------------------------------
+
+    def run(self) -> int:
+        """Watch until done; the exit code."""
+        self.queue.open()  # before anything is drawn: an unreachable broker is exit 3, not a half view
+        try:
+            with self.progress:
+                self._history()
+                self._catch_up()
+                return self._loop()
+        except KeyboardInterrupt:
+            return self._interrupted()
+        finally:
+            self.queue.close()
+
+    def _loop(self) -> int:
+        while True:
+            if self.once and self.finished_any and not self._live():
+                return EXIT_OK
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                self._print(Text("Stopped watching: --timeout reached.", style="yellow"))
+                return EXIT_ERROR
+            self._say_waiting()
+            try:
+                events = self.queue.poll(POLL_S)
+            except BrokerUnavailable:
+                self._reconnect()
+                continue
+            for event in events:
+                self._handle(event)
+            self._check_stale()
+
+    def _live(self) -> list[RunView]:
+        return [v for v in self.views.values() if not v.ended and not v.silent]
+
+    def _print(self, renderable: Any) -> None:
+        self.progress.console.print(renderable, highlight=False, soft_wrap=True)
+
+    def _say_waiting(self) -> None:
+        if self._live() or self.waiting_said or (self.once and self.finished_any):
+            return
+        self.waiting_said = True
+        self._print(
+            Text(f"Waiting for the next run of model {self.model.get('name', '')} ({self.model_key})… "
+                 "Ctrl+C to leave.", style="dim")
+        )
+
+    def _reconnect(self) -> None:
+        self._print(Text("Lost the broker connection; reconnecting…", style="yellow"))
+        lost = time.monotonic()
+        backoff = Backoff(cap=RECONNECT_CAP_S)
+        while True:
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                return
+            time.sleep(backoff.next_delay())
+            try:
+                self.queue.open(attempts=1)
+                break
+            except Unreachable:
+                continue
+        self._catch_up()
+        self._print(
+            Text(f"Reconnected after {display.fmt_duration(time.monotonic() - lost)}; caught up.", style="dim")
+        )
+
+    # --- state from the webhook ---------------------------------------------------
+
+    def _history(self) -> None:
+        runs = self.client.runs(self.model_key)
+        done = [r for r in runs if r.get("status") != "running" and r["run_id"] != self.focus]
+        title = f"Model {self.model.get('name', '')} ({self.model_key}): {len(runs)} run(s)"
+        if done:
+            self._print(display.runs_table(done[:HISTORY_ROWS], title=title + ", previous:"))
+        else:
+            self._print(Text(title, style="bold"))
+
+    def _catch_up(self) -> None:
+        """Draw what the webhook stored and the live events did not show (start, reconnect)."""
+        if self.focus is not None:
+            self._sync(self.focus)
+            return
+        for run in self.client.runs(self.model_key):
+            view = self.views.get(run["run_id"])
+            started = display.parse_time(run.get("started_at")) or 0.0
+            if (view is not None and not view.ended) or (
+                view is None and (run.get("status") == "running" or started >= self.since)
+            ):
+                self._sync(run["run_id"])
+
+    def _sync(self, run_id: str) -> RunView | None:
+        try:
+            state = self.client.run_state(run_id)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None  # its train_begin is still on its way to the webhook
+            raise
+        run = state["run"]
+        view = self._view_from_run(run)
+        for epoch in sorted(state.get("epochs", []), key=lambda e: int(e["epoch"])):
+            self._epoch_done(view, int(epoch["epoch"]), epoch.get("logs") or {})
+        if run.get("status") != "running":
+            done = len(view.drawn)
+            ended = display.parse_time(run.get("ended_at"))
+            took = ended - view.started if ended and view.started else None
+            self._finish(view, str(run["status"]), run.get("reason"), done, took, run.get("final_logs"))
+        elif view.epoch is None:
+            last = state.get("last_epoch")
+            self._start_epoch(view, int(last["epoch"]) + 1 if last else 0, known_start=False)
+        return view
+
+    def _view_from_run(self, run: dict[str, Any]) -> RunView:
+        view = self.views.get(run["run_id"])
+        if view is None:
+            view = RunView(run["run_id"], str(run.get("model_key", self.model_key)), "")
+            self.views[view.run_id] = view
+            self.waiting_said = False
+        view.label = display.run_label(run, view.run_id)
+        view.named = bool(run.get("name"))
+        view.epochs = run.get("epochs") or view.epochs
+        view.steps = run.get("steps") or view.steps
+        view.started = display.parse_time(run.get("started_at")) or view.started
+        view.last_seen = time.monotonic()
+        return view
+
+    def _name(self, view: RunView) -> None:
+        """Learn the run's name lazily: its train_begin reaches the broker before the webhook."""
+        if view.named:
+            return
+        view.named = True  # one try per run is enough to not slow the loop
+        try:
+            run = self.client.run(view.run_id)
+        except (ApiError, Unreachable):
+            return
+        view.label = display.run_label(run, view.run_id)
+        if view.task is not None:
+            self.progress.update(view.task, description=self._describe(view))
+
+    # --- live events --------------------------------------------------------------
+
+    def _handle(self, event: ProgressEvent) -> None:
+        if self.focus is not None and event.run_id != self.focus:
+            return
+        view = self.views.get(event.run_id)
+        if view is None:
+            if isinstance(event, TrainBegin):
+                view = RunView(event.run_id, event.model_key, display.run_label(None, event.run_id))
+                self.views[event.run_id] = view
+                self.waiting_said = False
+            else:
+                # A run we had not heard of (its train_begin came before we bound): draw its past first.
+                view = self._sync(event.run_id) or self._bare_view(event)
+        if view.ended:
+            return
+        view.last_seen = time.monotonic()
+        if view.silent:
+            view.silent = False
+            self._print(Text(f"{view.label} is sending again.", style="dim"))
+        if isinstance(event, TrainBegin):
+            self._began(view, event)
+        elif isinstance(event, EpochBegin):
+            self._start_epoch(view, event.epoch)
+        elif isinstance(event, Batch):
+            self._batch(view, event)
+        elif isinstance(event, EpochEnd):
+            self._name(view)
+            self._epoch_done(view, event.epoch, dict(event.logs), event.ts)
+        elif isinstance(event, TrainEnd):
+            self._name(view)
+            took = event.ts - view.started if view.started else None
+            done = max(view.drawn) + 1 if view.drawn else 0
+            self._finish(view, event.status, event.reason, done, took, dict(event.logs) or None)
+        elif isinstance(event, SignalAck):
+            verdict = "acknowledged" if event.ok else "refused"
+            detail = f": {event.detail}" if event.detail else ""
+            self._print(Text(f"  {view.label} {verdict} {event.action}{detail}", style="dim"))
+
+    def _bare_view(self, event: ProgressEvent) -> RunView:
+        view = RunView(event.run_id, event.model_key, display.run_label(None, event.run_id))
+        self.views[event.run_id] = view
+        self.waiting_said = False
+        return view
+
+    def _began(self, view: RunView, event: TrainBegin) -> None:
+        view.epochs = event.epochs
+        view.steps = event.steps
+        view.started = event.ts
+        where = f" on {event.host}" if event.host else ""
+        framework = f" ({event.framework} {event.framework_version})".rstrip() if event.framework else ""
+        shape = f"{event.epochs} epochs" if event.epochs else "epochs unknown"
+        if event.steps:
+            shape += f" × {event.steps} steps"
+        self._print(Text(f"▶ {view.label} started{where}{framework}: {shape}", style="bold cyan"))
+
+    def _describe(self, view: RunView) -> str:
+        of = f"/{view.epochs}" if view.epochs else ""
+        return f"{view.label} epoch {(view.epoch or 0) + 1}{of}"
+
+    def _start_epoch(self, view: RunView, epoch: int, *, known_start: bool = True) -> None:
+        if epoch in view.drawn:
+            return
+        view.epoch = epoch
+        view.epoch_started = time.time() if known_start else None
+        if view.task is not None:
+            self.progress.remove_task(view.task)
+        view.task = self.progress.add_task(self._describe(view), total=view.steps, metrics="")
+
+    def _batch(self, view: RunView, event: Batch) -> None:
+        if event.epoch in view.drawn:
+            return
+        if view.epoch != event.epoch or view.task is None:
+            self._start_epoch(view, event.epoch, known_start=False)
+        assert view.task is not None
+        total = view.steps
+        if total is None and event.progress:
+            total = max(event.batch + 1, round((event.batch + 1) / event.progress))
+        self.progress.update(
+            view.task, completed=event.batch + 1, total=total, metrics=display.fmt_logs(dict(event.logs))
+        )
+
+    def _epoch_done(self, view: RunView, epoch: int, logs: dict[str, Any], ts: float | None = None) -> None:
+        if epoch in view.drawn:
+            return
+        view.drawn.add(epoch)
+        took = ts - view.epoch_started if ts and view.epoch == epoch and view.epoch_started else None
+        if view.epoch == epoch and view.task is not None:
+            self.progress.remove_task(view.task)
+            view.task, view.epoch = None, None
+        self._print(display.epoch_line(view.label, epoch, view.epochs, logs, took))
+
+    def _finish(self, view: RunView, status: str, reason: str | None, done: int,
+                took: float | None, logs: dict[str, Any] | None) -> None:
+        if view.task is not None:
+            self.progress.remove_task(view.task)
+            view.task, view.epoch = None, None
+        view.ended = True
+        self.finished_any = True
+        self._print(display.end_line(view.label, status, reason, done, view.epochs, took, logs))
+        if self.focus == view.run_id:
+            self.focus = None  # the watched run is over: from now on, any next run of the model
+
+    def _check_stale(self) -> None:
+        now = time.monotonic()
+        for view in self._live():
+            if now - view.last_seen > STALE_S:
+                view.silent = True
+                self._print(
+                    Text(f"{view.label} has sent nothing for {STALE_S:.0f} s; its process may be gone.",
+                         style="yellow")
+                )
+
+    # --- leaving ------------------------------------------------------------------
+
+    def _interrupted(self) -> int:
+        live = [v for v in self.views.values() if not v.ended]
+        if live and (self.stop_on_exit or _ask("Stop the training too?")):
+            for view in live:
+                self._send_stop(view)
+        return EXIT_INTERRUPTED
+
+    def _send_stop(self, view: RunView) -> None:
+        signal = Signal(action="stop", model_key=view.model_key, run_id=view.run_id, sender=self.owner)
+        try:
+            try:
+                self.queue.publish(signal)
+            except BrokerError:  # the interrupt may have hit pika mid-frame: one fresh connection
+                self.queue.open(attempts=1)
+                self.queue.publish(signal)
+        except (BrokerError, Unreachable):
+            self.console.print(f"Could not send STOP to {view.label}: the broker is unreachable.", style="red")
+            return
+        self.console.print(f"Sent STOP to {view.label} (signal {signal.id[:8]}).", highlight=False)
+
+
+def _ask(question: str) -> bool:
+    """A y/N question; no (without asking) when nobody is at a terminal."""
+    if not sys.stdin.isatty():
+        return False
+    try:
+        return typer.confirm(question, default=False)
+    except (click.Abort, KeyboardInterrupt, EOFError):
+        return False
