@@ -77,3 +77,15 @@ def submit(
         if conn.is_open:
             conn.close()
     return job
+
+
+def cancel(events: JobEvents, job: Job) -> None:
+    """Cancel a queued job: agents drop its message instead of running it.
+
+    Raises:
+        ValueError: the job is not queued (a running job is stopped with a STOP signal instead).
+    """
+    status = events.status(job.job_id)
+    if status is None or status[0] != "queued":
+        raise ValueError(f"job {job.job_id} is {status[0] if status else 'unknown'}, not queued")
+    events.job_state(job, "cancelled", reason="cancelled while queued")
