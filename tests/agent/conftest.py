@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fitwire.agent import LocalArtifacts, LocalJournal, submit
+from fitwire.agent import LocalArtifacts, LocalJournal, declare_pool, submit
 from fitwire.broker import Job, JobSpec, connect
 from fitwire.broker.topology import job_queue
 
@@ -106,6 +106,9 @@ class Fabric:
 def fabric(amqp_url: str, tmp_path: Path) -> Iterator[Fabric]:
     pool = f"test-{uuid.uuid4().hex[:10]}"
     fab = Fabric(amqp_url, pool, tmp_path, [])
+    conn = connect(amqp_url)
+    declare_pool(conn.channel(), pool)
+    conn.close()
     try:
         yield fab
     finally:
