@@ -1,0 +1,350 @@
+"""``RunSession``: the framework-free core of the Tracker, usable from any training loop.
+
+The training thread only calls cheap methods here (they build a dict and hand
+it over); the transport thread publishes progress and receives signals, the
+outbox thread persists run records over HTTP. Both threads end with the run.
+
+Example:
+    ```python
+    from fitwire.callback import RunSession
+
+    with RunSession("MODEL_KEY") as run:
+        run.start(params={"lr": 1e-3}, epochs=3, steps=len(loader))
+        for epoch in range(3):
+            run.begin_epoch(epoch)
+            for i, batch in enumerate(loader):
+                loss = train_step(batch)
+                run.log_batch(epoch, i, {"loss": loss})
+                if run.stop_requested:
+                    break
+            run.log_epoch(epoch, {"loss": loss})
+            if run.stop_requested:
+                break
+    ```
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import socket
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Literal
+
+from fitwire import credentials
+from fitwire.broker.messages import EpochEnd, Signal, TrainBegin, TrainEnd, encode, new_id
+from fitwire.callback import _notices, identity
+from fitwire.callback.outbox import OutboxSender, Record, outbox_path
+from fitwire.callback.transport import EventQueue, Transport, numbers
+from fitwire.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BATCHES_PER_SECOND = 20.0
+"""Faster than a person can read a progress bar; slower than a 1 ms/step fit produces batches."""
+TRANSPORT_CLOSE_S = 3.0
+"""How long ``end`` lets the transport publish what is queued and close."""
+
+Status = Literal["completed", "stopped", "failed"]
+
+_OPEN: weakref.WeakSet[RunSession] = weakref.WeakSet()
+
+
+class RunSession:
+    """One run of one model: progress out over RabbitMQ, signals in, records to the webhook.
+
+    Args:
+        model_key: the model this run belongs to.
+        token: API token; default ``FITWIRE_TOKEN`` or the ``fitwire login`` file.
+        run_id: a fixed run id (a resumed job continues its run); default a fresh id.
+        webhook_url: default ``FITWIRE_WEBHOOK_URL`` or the login file's server.
+        amqp_url: overrides the broker URL the webhook announces.
+        settings: default ``Settings.from_env()``.
+        every_n_batches: publish only every n-th batch.
+        max_batches_per_second: publish at most this many batch events a second
+            (None: no limit). The last batch of an epoch always goes out.
+        outbox_wait: seconds ``end`` may wait for the webhook (default ``settings.outbox_wait``).
+        on_stop: called on the transport thread when a STOP arrives, before
+            ``stop_requested`` turns True; returns what it did (for the ack).
+    """
+
+    def __init__(
+        self,
+        model_key: str,
+        *,
+        token: str | None = None,
+        run_id: str | None = None,
+        webhook_url: str | None = None,
+        amqp_url: str | None = None,
+        settings: Settings | None = None,
+        every_n_batches: int | None = None,
+        max_batches_per_second: float | None = DEFAULT_MAX_BATCHES_PER_SECOND,
+        outbox_wait: float | None = None,
+        on_stop: Callable[[Signal], str] | None = None,
+    ) -> None:
+        if not model_key or not isinstance(model_key, str):
+            raise ValueError("model_key must be a non-empty string (the key `fitwire models create` printed)")
+        if every_n_batches is not None and every_n_batches < 1:
+            raise ValueError("every_n_batches must be at least 1")
+        if max_batches_per_second is not None and not max_batches_per_second > 0:
+            raise ValueError("max_batches_per_second must be positive (or None for no limit)")
+        self.settings = settings or Settings.from_env()
+        self.model_key = model_key
+        self.run_id = run_id or new_id()
+        self._token = credentials.resolve_token(self.settings, token)
+        self._webhook_url = (webhook_url or credentials.resolve_server(self.settings)).rstrip("/")
+        self._amqp_url = amqp_url
+        self._every_n = every_n_batches
+        self._min_interval = 1.0 / max_batches_per_second if max_batches_per_second else 0.0
+        self._outbox_wait = self.settings.outbox_wait if outbox_wait is None else outbox_wait
+        self._on_stop = on_stop
+        self.notices = _notices.Notices()
+        self._events = EventQueue()
+        self._transport: Transport | None = None
+        self._outbox: OutboxSender | None = None
+        self._lock = threading.Lock()
+        self._pending: list[Signal] = []
+        self._unacked: dict[str, Signal] = {}
+        self._steps: int | None = None
+        self._last_batch = (-1, -1)
+        self._last_batch_at = -math.inf
+        self._started = False
+        self._ended = False
+        self.stop_requested = False
+        self.stop_signal: Signal | None = None
+        self.has_pending = False
+        """True while a set_lr or checkpoint signal waits for :meth:`pending_signals` (cheap to poll)."""
+        self.stored: bool | None = None
+        """After ``end``: whether the webhook has every record of this run (None: no token)."""
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Start the background threads (idempotent); ``start`` calls it too.
+
+        Opening before ``start`` lets the connection and the signal queue come
+        up while the caller still prepares the run.
+        """
+        if self._transport is not None:
+            return
+        self._transport = Transport(
+            model_key=self.model_key,
+            run_id=self.run_id,
+            events=self._events,
+            resolve_identity=self._resolve_identity,
+            on_signal=self._deliver,
+            notices=self.notices,
+        )
+        if self._token:
+            self._outbox = OutboxSender(outbox_path(self.settings), run_id=self.run_id, notices=self.notices)
+            self._outbox.start()
+        self._transport.start()
+        _OPEN.add(self)
+
+    def start(
+        self,
+        params: Mapping[str, Any] | None = None,
+        epochs: int | None = None,
+        steps: int | None = None,
+        framework: str = "python",
+        framework_version: str = "",
+        initial_epoch: int = 0,
+    ) -> None:
+        """Begin the run: publishes and stores ``train_begin``."""
+        self.open()
+        if self._started:
+            return
+        self._started = True
+        self._steps = steps if steps and steps > 0 else None
+        event = {
+            "type": "train_begin",
+            "ts": time.time(),
+            "params": _jsonable(params or {}),
+            "epochs": epochs,
+            "steps": self._steps,
+            "initial_epoch": initial_epoch,
+            "host": socket.gethostname(),
+            "framework": framework,
+            "framework_version": framework_version,
+        }
+        self._events.put(event)
+        self._store(TrainBegin, event, epoch=-1)
+
+    def log_batch(self, epoch: int, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """Report a finished batch; the hot path: a few comparisons and a dict, never blocks."""
+        if not self._started or self._ended:
+            return
+        last = self._steps is not None and batch + 1 >= self._steps
+        if self._every_n is not None and (batch + 1) % self._every_n and not last:
+            return
+        now = time.monotonic()
+        if now - self._last_batch_at < self._min_interval and not last:
+            return
+        key = (epoch, batch)
+        if key <= self._last_batch:  # async Keras hooks may finish out of order
+            return
+        self._last_batch, self._last_batch_at = key, now
+        self._events.put_batch({
+            "type": "batch",
+            "ts": time.time(),
+            "epoch": epoch,
+            "batch": batch,
+            "progress": min(1.0, (batch + 1) / self._steps) if self._steps else None,
+            "logs": dict(logs) if logs else {},
+        })
+
+    def begin_epoch(self, epoch: int) -> None:
+        if self._started and not self._ended:
+            self._events.put({"type": "epoch_begin", "ts": time.time(), "epoch": epoch})
+
+    def log_epoch(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """Report a finished epoch (all logs, ``val_*`` included): published and stored."""
+        if not self._started or self._ended:
+            return
+        event = {"type": "epoch_end", "ts": time.time(), "epoch": epoch, "logs": numbers(logs)}
+        self._events.put(event)
+        self._store(EpochEnd, event, epoch=epoch)
+
+    def end(self, status: Status, reason: str | None = None, logs: Mapping[str, Any] | None = None) -> None:
+        """End the run, wait at most ``outbox_wait`` s for the webhook, and stop both threads."""
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+            leftovers = list(self._unacked.values())
+            self._pending.clear()
+            self._unacked.clear()
+            self.has_pending = False
+        for signal in leftovers:
+            self._ack(signal, False, "the run ended before it acted on this signal")
+        if self._started:
+            event = {"type": "train_end", "ts": time.time(), "status": status, "reason": reason,
+                     "logs": numbers(logs)}
+            self._events.put(event)
+            self._store(TrainEnd, event, epoch=-1)
+        self._close()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def _close(self) -> None:
+        transport, outbox = self._transport, self._outbox
+        if transport is not None:
+            transport.close()
+        if outbox is not None:
+            self.stored = outbox.finish(self._outbox_wait)
+        if transport is not None:
+            transport.join(TRANSPORT_CLOSE_S)
+        _OPEN.discard(self)
+
+    def __enter__(self) -> RunSession:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is not None:
+            self.end("failed", f"{type(exc).__name__}: {exc}")
+        else:
+            self.end("stopped" if self.stop_requested else "completed")
+
+    # --- signals ---------------------------------------------------------------------
+
+    def pending_signals(self) -> list[Signal]:
+        """The set_lr and checkpoint signals received since the last call; answer each with :meth:`ack`."""
+        with self._lock:
+            taken, self._pending = self._pending, []
+            self.has_pending = False
+        return taken
+
+    def ack(self, signal: Signal, ok: bool, detail: str = "") -> None:
+        """Answer ``signal`` with a ``signal_ack`` progress event saying what was done."""
+        with self._lock:
+            if self._unacked.pop(signal.id, None) is None:
+                return  # answered already (or at end)
+        self._ack(signal, ok, detail)
+
+    def _ack(self, signal: Signal, ok: bool, detail: str) -> None:
+        self._events.put({"type": "signal_ack", "ts": time.time(), "signal_id": signal.id,
+                          "action": signal.action, "ok": ok, "detail": detail})
+
+    def _deliver(self, signal: Signal) -> None:
+        """Called on the transport thread for every signal that reached this run's queue."""
+        if signal.model_key != self.model_key or signal.run_id not in (None, self.run_id):
+            # Not addressed to this run: its answer belongs to the other run, not here.
+            log.debug("ignoring signal %s for %s/%s", signal.id, signal.model_key, signal.run_id)
+            return
+        with self._lock:
+            if self._ended:
+                return
+            self._unacked[signal.id] = signal
+        if signal.action != "stop":
+            with self._lock:
+                self._pending.append(signal)
+                self.has_pending = True
+            return
+        if self.stop_requested:
+            self.ack(signal, True, "already stopping")
+            return
+        detail = "stop requested; the loop ends at the next batch boundary"
+        if self._on_stop is not None:
+            try:
+                detail = self._on_stop(signal)
+            except Exception as exc:  # the flag below still stops a loop that polls it
+                detail = f"stop requested (the stop hook failed: {exc!r})"
+        self.stop_signal = signal
+        self.stop_requested = True
+        self.ack(signal, True, detail)
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _resolve_identity(self) -> identity.Identity:
+        return identity.resolve(self.settings, token=self._token, webhook_url=self._webhook_url,
+                                amqp_url=self._amqp_url, notices=self.notices)
+
+    def _store(self, model: type[TrainBegin] | type[EpochEnd] | type[TrainEnd], event: dict[str, Any],
+               epoch: int) -> None:
+        if self._outbox is None or not self._token:
+            return
+        fields = {k: v for k, v in event.items() if k != "seq"}
+        ident = self._transport.identity if self._transport else None
+        try:
+            body = encode(model(run_id=self.run_id, model_key=self.model_key,
+                                owner=ident.owner if ident else "", **fields))
+        except Exception as exc:  # a record that does not encode must not fail the fit
+            log.debug("not storing %s: %r", event["type"], exc)
+            return
+        self._outbox.submit(Record(run_id=self.run_id, kind=event["type"], epoch=epoch,
+                                   server=self._webhook_url, token=self._token, body=body))
+
+
+def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Params as JSON-safe values: numbers and strings as they are, anything else as its str()."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if value is None or isinstance(value, bool | int | str):
+            out[str(key)] = value
+        elif isinstance(value, float):
+            out[str(key)] = value if math.isfinite(value) else str(value)
+        else:
+            out[str(key)] = str(value)
+    return out
+
+
+@atexit.register
+def _end_open_sessions() -> None:
+    """A fit that raised never calls ``on_train_end``; close its run as failed when the process exits."""
+    exc = getattr(sys, "last_value", None)
+    reason = f"the process exited during the run ({type(exc).__name__}: {exc})" if exc else (
+        "the process exited before the run ended")
+    for session in list(_OPEN):
+        try:
+            session.end("failed", reason)
+        except Exception:  # exiting anyway
+            pass

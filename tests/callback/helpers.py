@@ -1,0 +1,145 @@
+"""Watchers, signal senders and tiny Keras models for the Tracker's tests (and its benchmark)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pika
+
+from fitwire.broker import ProgressMessage, Signal, connect, decode, encode, topology
+
+
+class Watcher:
+    """A watcher as DESIGN.md describes one: its own server-named queue bound with a pattern.
+
+    Consumes on its own thread (pika connections are single-threaded) and keeps
+    every decoded message with its arrival time.
+    """
+
+    def __init__(self, amqp_url: str, pattern: str = "#") -> None:
+        self.amqp_url = amqp_url
+        self.pattern = pattern
+        self.messages: list[tuple[float, Any]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="test-watcher", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise RuntimeError(f"watcher did not come up: {self._error!r}")
+
+    def _run(self) -> None:
+        try:
+            conn = connect(self.amqp_url)
+            ch = conn.channel()
+            queue = ch.queue_declare(
+                queue="", exclusive=True, auto_delete=True, arguments=topology.watcher_queue_arguments()
+            ).method.queue
+            ch.queue_bind(queue=queue, exchange=topology.PROGRESS.name, routing_key=self.pattern)
+            ch.basic_consume(queue=queue, on_message_callback=self._on_message, auto_ack=True)
+        except BaseException as exc:
+            self._error = exc
+            return
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                conn.process_data_events(time_limit=0.05)
+        except Exception as exc:  # the broker went away (restart tests)
+            self._error = exc
+        finally:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def _on_message(self, _ch: Any, _method: Any, _props: Any, body: bytes) -> None:
+        received = time.time()
+        message = decode(body, ProgressMessage)
+        with self._lock:
+            self.messages.append((received, message))
+
+    def events(self, run_id: str | None = None, kind: str | None = None) -> list[Any]:
+        with self._lock:
+            return [
+                m for _, m in self.messages
+                if (run_id is None or m.run_id == run_id) and (kind is None or m.type == kind)
+            ]
+
+    def wait_for(self, predicate: Callable[[Watcher], bool], timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.02)
+        return predicate(self)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def send_signal(amqp_url: str, signal: Signal, *, routing_run: str | None = None) -> None:
+    """Publish ``signal`` on fitwire.signals to ``<model_key>.<run_id>`` (or ``.any``)."""
+    run = routing_run or signal.run_id or topology.ANY_RUN
+    conn = connect(amqp_url)
+    try:
+        conn.channel().basic_publish(
+            exchange=topology.SIGNALS.name,
+            routing_key=f"{signal.model_key}.{run}",
+            body=encode(signal),
+            properties=pika.BasicProperties(content_type="application/json"),
+        )
+    finally:
+        conn.close()
+
+
+class SignalSender:
+    """Publishes signals from inside a fit (on a hook) over one connection opened up front."""
+
+    def __init__(self, amqp_url: str) -> None:
+        self._conn = connect(amqp_url)
+        self._channel = self._conn.channel()
+        self.sent_at: float | None = None
+
+    def send(self, signal: Signal) -> None:
+        run = signal.run_id or topology.ANY_RUN
+        self._channel.basic_publish(
+            exchange=topology.SIGNALS.name,
+            routing_key=f"{signal.model_key}.{run}",
+            body=encode(signal),
+        )
+        self.sent_at = time.perf_counter()
+
+    def close(self) -> None:
+        if self._conn.is_open:
+            self._conn.close()
+
+
+def tiny_model(lr: Any = 0.01, features: int = 3) -> Any:
+    """A two-layer MLP; compiles in well under a second."""
+    import keras
+
+    model = keras.Sequential([keras.Input((features,)), keras.layers.Dense(4, activation="relu"),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss="mse")
+    return model
+
+
+def tiny_data(samples: int = 64, features: int = 3, seed: int = 0) -> tuple[Any, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(samples, features)).astype("float32")
+    return x, x.sum(axis=1, keepdims=True)
+
+
+def fitwire_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("fitwire-") and t.is_alive()]
