@@ -247,20 +247,26 @@ class Agent:
             self._hand_back(d, job, "no GPU with enough free memory here now")
             self._bid_after = time.monotonic() + self.config.placement_pause
             return
-        self.events.job_state(job, "running", node_id=self.config.node_id)
-        self._running = self._spawn(job, d, chosen)
+        claimed, job_token = self.events.claim(job, self.config.node_id)
+        if not claimed:  # cancelled between the check above and now
+            self.jobs.basic_ack(d.tag)
+            return
+        self._running = self._spawn(job, d, chosen, job_token)
         self._next_telemetry = 0.0
 
-    def _spawn(self, job: Job, d: _Delivery, gpus: list[int]) -> _Running:
+    def _spawn(self, job: Job, d: _Delivery, gpus: list[int], job_token: str | None) -> _Running:
         workdir = self.config.work_dir / f"{job.job_id}-{uuid.uuid4().hex[:6]}"
         workdir.mkdir(parents=True)
         ticket = {
-            "job": json.loads(encode(job)), "backends": self.config.backends, "agent_pid": os.getpid(),
+            "job": json.loads(encode(job)), "agent_pid": os.getpid(),
+            "backends": dict(self.config.backends, job_token=job_token),
             "node_id": self.config.node_id, "amqp_url": self.config.amqp_url,
-            "webhook_url": self.config.webhook_url, "token": self.config.token,
+            "webhook_url": self.config.webhook_url, "token": job_token,
             "tracker": self.config.tracker, "log_level": self.config.log_level,
         }
-        (workdir / "ticket.json").write_text(json.dumps(ticket))
+        ticket_path = workdir / "ticket.json"
+        ticket_path.touch(mode=0o600)  # it holds the job token
+        ticket_path.write_text(json.dumps(ticket))
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(map(str, gpus)), TF_CPP_MIN_LOG_LEVEL="2")
         process = subprocess.Popen(
             [sys.executable, "-m", "fitwire.agent.runner", str(workdir / "ticket.json"),

@@ -41,6 +41,14 @@ class JobEvents(Protocol):
     def status(self, job_id: str) -> tuple[JobState, str | None] | None:
         """The job's state and its reason, or None when the store does not know the job."""
 
+    def claim(self, job: Job, node_id: str) -> tuple[bool, str | None]:
+        """Mark the job running on ``node_id``: ``(True, job_token)``, or ``(False, None)`` when the
+        job has ended already (cancelled while queued, or a duplicate delivery) and must be dropped.
+
+        ``job_token`` is a short-lived API token of the job's owner for the job's Tracker (None
+        where no webhook is involved).
+        """
+
     def epoch_end(self, job: Job, epoch: int, logs: dict[str, Any]) -> None:
         """Persist an epoch of the job's run; idempotent on ``(run_id, epoch)``."""
 
@@ -115,6 +123,13 @@ class LocalJournal:
         record = self.record(job_id)
         return (record["state"], record.get("reason")) if record else None
 
+    def claim(self, job: Job, node_id: str) -> tuple[bool, str | None]:
+        known = self.status(job.job_id)
+        if known is not None and known[0] in TERMINAL_STATES:
+            return False, None
+        self.job_state(job, "running", node_id=node_id)
+        return True, None
+
     def epoch_end(self, job: Job, epoch: int, logs: dict[str, Any]) -> None:
         path = self.root / "epochs" / f"{job.run_id}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +168,7 @@ def open_backends(config: dict[str, Any]) -> tuple[JobEvents, ArtifactStore]:
         from fitwire.agent.http_backends import HttpArtifacts, HttpJobEvents
 
         return (
-            HttpJobEvents(config["url"], config["token"]),
+            HttpJobEvents(config["url"], config["token"], job_token=config.get("job_token")),
             HttpArtifacts(config["url"], config["token"]),
         )
     raise ValueError(f"unknown backend kind {kind!r}; expected 'local' or 'http'")

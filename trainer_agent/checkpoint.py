@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +89,8 @@ def _plain(logs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def make_callback(job: Job, artifacts: ArtifactStore, events: JobEvents, preempt: threading.Event) -> Any:
+def make_callback(job: Job, artifacts: ArtifactStore, events: JobEvents, preempt: threading.Event,
+                  on_preempted: Callable[[int], None]) -> Any:
     """The Keras callback that persists each epoch, then checkpoints it, then honours preemption.
 
     Order matters for "every epoch exactly once": the epoch is persisted before
@@ -103,7 +105,8 @@ def make_callback(job: Job, artifacts: ArtifactStore, events: JobEvents, preempt
             events.epoch_end(job, epoch, plain)
             artifacts.put(checkpoint_key(job.job_id), capture(self.model, epoch, plain).to_bytes())
             if preempt.is_set():
-                # the agent is shutting down: stop here, at a checkpoint, so nothing is lost
-                self.model.stop_training = True
+                # the agent is shutting down: leave here, at a checkpoint, so nothing is lost —
+                # and before on_train_end, so the run is not ended "stopped" while it lives on
+                on_preempted(epoch)
 
     return EpochCheckpoint()

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,7 +83,7 @@ def _tracker(job: Job, ticket: dict[str, Any]) -> Any:
 
 
 def run_job(job: Job, ticket: dict[str, Any], events: JobEvents, artifacts: ArtifactStore,
-            preempt: threading.Event) -> tuple[Outcome, str | None]:
+            preempt: threading.Event, on_preempted: Callable[[int], None]) -> tuple[Outcome, str | None]:
     """Build the bundle's model, resume from the last checkpoint, fit, and say how it ended."""
     spec = job.spec
     source = artifacts.get(bundle_key(spec.bundle))
@@ -106,7 +107,7 @@ def run_job(job: Job, ticket: dict[str, Any], events: JobEvents, artifacts: Arti
         return "succeeded", None
 
     tracker = _tracker(job, ticket)
-    checkpointing = make_callback(job, artifacts, events, preempt)
+    checkpointing = make_callback(job, artifacts, events, preempt, on_preempted)
     # the Tracker first: its epoch_end is queued before the checkpoint makes the epoch final
     callbacks = [c for c in (tracker, checkpointing) if c is not None]
     try:
@@ -119,8 +120,6 @@ def run_job(job: Job, ticket: dict[str, Any], events: JobEvents, artifacts: Arti
     done = Checkpoint.from_bytes(last).epoch if last is not None else -1
     if done >= spec.epochs - 1:
         return "succeeded", None
-    if preempt.is_set():
-        return "preempted", f"agent shut down after epoch {done}"
     status = getattr(tracker, "status", None)
     return "stopped", (getattr(tracker, "reason", None) if status == "stopped" else None) or "stopped by a STOP signal"
 
@@ -140,15 +139,24 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: preempt.set())
     job = decode(json.dumps(ticket["job"]), Job)
     events, artifacts = open_backends(ticket["backends"])
+
+    def preempted(epoch: int) -> None:
+        _write_result(result_path, "preempted", f"agent shut down; checkpointed after epoch {epoch}")
+        os._exit(0)  # skip the Tracker's train_end: the run goes on elsewhere
+
     try:
-        outcome, reason = run_job(job, ticket, events, artifacts, preempt)
+        outcome, reason = run_job(job, ticket, events, artifacts, preempt, preempted)
     except Exception as exc:  # our own bug or a backend outage: report it, the agent decides
         log.exception("runner error")
         outcome, reason = "failed", f"runner error: {_last_line(exc)}"
-    tmp = result_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"outcome": outcome, "reason": reason}))
-    os.replace(tmp, result_path)
+    _write_result(result_path, outcome, reason)
     return 0
+
+
+def _write_result(path: Path, outcome: Outcome, reason: str | None) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"outcome": outcome, "reason": reason}))
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -87,7 +87,9 @@ class Fabric:
             if predicate():
                 return
             time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}")
+        logs = "\n".join(f"--- {a.node_id}\n{a.log()[-3000:]}" for a in self.agents)
+        raise AssertionError(f"timed out waiting for {what}; queue (ready, consumers) = "
+                             f"{self.queue_counts()}\n{logs}")
 
     def queue_counts(self) -> tuple[int, int]:
         """(ready messages, consumers) of the pool's queue."""
