@@ -122,8 +122,9 @@ class Tracker(_Base):  # type: ignore[misc]
             return
         self._began = True
         params = dict(self.params or {})
+        framework, version = _framework_of(self._model)
         self.session.start(params=params, epochs=params.get("epochs"), steps=params.get("steps"),
-                           framework=_FRAMEWORK, framework_version=_VERSION, initial_epoch=epoch)
+                           framework=framework, framework_version=version, initial_epoch=epoch)
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._begin(epoch)
@@ -243,6 +244,16 @@ class Tracker(_Base):  # type: ignore[misc]
         else:
             self._model.save(path)
         return True, f"saved to {path}"
+
+
+def _framework_of(model: object) -> tuple[str, str]:
+    """Keras 3 or tf_keras, by the module the model's class comes from."""
+    root = type(model).__module__.split(".")[0]
+    if root == "tf_keras":
+        import tf_keras
+
+        return "tf_keras", str(tf_keras.__version__)
+    return _FRAMEWORK, _VERSION
 
 
 def _is_schedule(value: object) -> bool:
