@@ -41,6 +41,7 @@ def start(
         list[int], typer.Option("--fake-gpu-mb", help="Pretend to have a GPU with this much free memory (demos).")
     ] = [],  # noqa: B006
     telemetry_interval: Annotated[float, typer.Option(help="Seconds between telemetry reports.")] = 5.0,
+    tracker: Annotated[bool, typer.Option(help="Wrap each fit in the Tracker (live progress, STOP).")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Take jobs from the pool's queue and run them, one at a time, until SIGTERM or Ctrl+C."""
@@ -62,7 +63,7 @@ def start(
         backends=backends,
         node_id=node_id or default_node_id(),
         telemetry_interval=telemetry_interval,
-        tracker=backends["kind"] == "http",
+        tracker=tracker,
         webhook_url=settings.webhook_url,
         token=token,
         work_dir=Path(settings.data_dir) / "agent",

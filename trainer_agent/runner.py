@@ -120,8 +120,11 @@ def run_job(job: Job, ticket: dict[str, Any], events: JobEvents, artifacts: Arti
     done = Checkpoint.from_bytes(last).epoch if last is not None else -1
     if done >= spec.epochs - 1:
         return "succeeded", None
-    status = getattr(tracker, "status", None)
-    return "stopped", (getattr(tracker, "reason", None) if status == "stopped" else None) or "stopped by a STOP signal"
+    session = getattr(tracker, "session", None)
+    if session is not None and session.stop_requested:
+        sender = session.stop_signal.sender if session.stop_signal else ""
+        return "stopped", f"STOP signal from {sender}" if sender else "STOP signal"
+    return "stopped", f"fit ended after epoch {done} of {spec.epochs} (stop_training set by the job's code)"
 
 
 def _last_line(exc: BaseException) -> str:

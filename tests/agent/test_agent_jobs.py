@@ -109,3 +109,20 @@ def test_sigterm_then_new_agent_finishes_the_job(fabric: Fabric) -> None:
     fabric.start_agent()
     assert fabric.wait_state(job, "succeeded", "failed", "dead") == ("succeeded", None)
     assert sorted(fabric.journal.epochs(job.run_id)) == [0, 1, 2]
+
+
+def test_stop_signal_ends_a_running_job_stopped(fabric: Fabric) -> None:
+    from fitwire.broker import Signal, connect, encode
+    from fitwire.broker.topology import SIGNALS, signal_keys
+
+    fabric.start_agent()
+    job = fabric.submit("tiny_mlp.py", epochs=30, **SLOW)
+    fabric.wait_until(lambda: len(fabric.journal.epochs(job.run_id)) >= 1, "a first epoch")
+    stop = Signal(action="stop", model_key=job.spec.model_key, run_id=job.run_id, sender="tester")
+    conn = connect(fabric.amqp_url)
+    conn.channel().basic_publish(SIGNALS.name, signal_keys(job.spec.model_key, job.run_id)[0], encode(stop))
+    conn.close()
+    state, reason = fabric.wait_state(job, "stopped", "succeeded", "failed", "dead")
+    assert (state, reason) == ("stopped", "STOP signal from tester")
+    assert len(fabric.journal.epochs(job.run_id)) < 30
+    assert fabric.queue_counts()[0] == 0
