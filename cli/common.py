@@ -16,12 +16,13 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ParamSpec, TypeVar
 from urllib.parse import quote, urlparse
 
-import click
 import requests
 import typer
 from rich.console import Console
@@ -55,18 +56,28 @@ API = "/api/v1"
 @dataclass
 class Io:
     """The consoles a command draws on; tests inject ``Io(out=Console(file=StringIO()))``
-    through ``CliRunner.invoke(app, args, obj=io)``."""
+    with :func:`use_io` around ``CliRunner.invoke``."""
 
     out: Console = field(default_factory=Console)
     err: Console = field(default_factory=lambda: Console(stderr=True))
 
 
+_IO: ContextVar[Io | None] = ContextVar("fitwire_cli_io", default=None)
+
+
 def io() -> Io:
-    """The current command's consoles (the injected ones, else stdout/stderr)."""
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None and isinstance(ctx.obj, Io):
-        return ctx.obj
-    return Io()
+    """The current command's consoles: the injected ones, else fresh ones on stdout/stderr."""
+    return _IO.get() or Io()
+
+
+@contextmanager
+def use_io(consoles: Io) -> Iterator[Io]:
+    """Draw every command run inside this block on ``consoles``."""
+    token = _IO.set(consoles)
+    try:
+        yield consoles
+    finally:
+        _IO.reset(token)
 
 
 def print_json(data: Any) -> None:
@@ -190,7 +201,6 @@ class Api:
         self.server = server.rstrip("/")
         self.token = token
         self.timeout = timeout
-        self._http = requests.Session()
 
     def request(self, method: str, path: str, *, body: Any = None, auth: bool = True) -> Any:
         """Call the API; the decoded JSON body (None for 204).
@@ -199,35 +209,37 @@ class Api:
             Unreachable: nothing answers at the server URL.
             ApiError: the server answered with an error.
         """
-        if auth and not self.token:
-            raise CliError("You are not logged in; run `fitwire login` first (or set FITWIRE_TOKEN)")
-        headers = {"Authorization": f"Bearer {self.token}"} if auth and self.token else {}
+        # Connection: close — a CLI makes a few calls, and an idle keep-alive connection
+        # would outlive the command (holding a server's graceful shutdown).
+        headers = {"Connection": "close"}
+        if auth and self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         url = self.server + path
         try:
-            response = self._http.request(method, url, json=body, headers=headers, timeout=self.timeout)
+            response = requests.request(method, url, json=body, headers=headers, timeout=self.timeout)
         except requests.exceptions.Timeout:
             raise Unreachable(f"The fitwire server at {self.server} did not answer within {self.timeout:.0f} s") from None
         except requests.exceptions.RequestException:
             raise Unreachable(
                 f"Cannot reach the fitwire server at {self.server}; is `fitwire webhook serve` running there?"
             ) from None
-        if response.status_code == 204:
+        with response:  # released now, not when a traceback holding it is collected
+            status, data = response.status_code, _json_of(response)
+        if status == 204:
             return None
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if response.ok:
+        if 200 <= status < 300:
             if data is None:
                 raise CliError(f"The server at {self.server} did not answer with JSON; is it a fitwire server?")
             return data
-        raise self._error(response.status_code, data)
+        raise self._error(status, data)
 
     def _error(self, status: int, data: Any) -> ApiError:
         error = data.get("error") if isinstance(data, dict) else None
         code = str(error.get("code", "")) if isinstance(error, dict) else ""
         message = str(error.get("message", "")) if isinstance(error, dict) else ""
-        if status == 401:
+        if status == 401 and not self.token:
+            message = f"You are not logged in to {self.server}; run `fitwire login` first (or set FITWIRE_TOKEN)"
+        elif status == 401:
             message = (message or "The server refused the token") + "; run `fitwire login` again"
         elif status >= 500 and not message:
             message = f"The fitwire server at {self.server} failed (HTTP {status})"
@@ -295,6 +307,13 @@ class Api:
             return None, self.find_model(ref)
         except CliError:
             raise CliError(f"No run or model {ref!r} among yours") from None
+
+
+def _json_of(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def api(server: str | None, token: str | None) -> Api:

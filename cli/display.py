@@ -37,12 +37,12 @@ def fmt_value(value: Any) -> str:
 
 
 def metric_names(logs: dict[str, Any]) -> list[str]:
-    """Log keys in reading order: loss and accuracy first, each train metric before its val_ twin."""
+    """Log keys in Keras's reading order: training metrics (loss and accuracy first), then val_ ones."""
     bases = sorted(
         {k.removeprefix("val_") for k in logs},
         key=lambda b: (METRIC_ORDER.index(b) if b in METRIC_ORDER else len(METRIC_ORDER), b),
     )
-    return [k for b in bases for k in (b, f"val_{b}") if k in logs]
+    return [k for prefix in ("", "val_") for b in bases if (k := prefix + b) in logs]
 
 
 def fmt_logs(logs: dict[str, Any] | None) -> str:
@@ -112,7 +112,8 @@ def runs_table(
 def epoch_line(label: str, epoch: int, total: int | None, logs: dict[str, Any], took: float | None) -> Text:
     """The line left behind by a finished epoch (epochs count from 1 on screen, 0 on the wire)."""
     of = f"/{total}" if total else ""
-    line = Text("✓ ", style="green")
+    line = Text()
+    line.append("✓ ", style="green")
     line.append(f"{label} epoch {epoch + 1}{of}", style="bold")
     if took is not None:
         line.append(f"  {fmt_duration(took)}", style="dim")
@@ -123,7 +124,8 @@ def epoch_line(label: str, epoch: int, total: int | None, logs: dict[str, Any], 
 def end_line(label: str, status: str, reason: str | None, epochs_done: int, total: int | None,
              took: float | None, logs: dict[str, Any] | None) -> Text:
     mark = {"completed": "■", "stopped": "◼", "failed": "✗"}.get(status, "■")
-    line = Text(f"{mark} {label} ", style="bold")
+    line = Text()
+    line.append(f"{mark} {label} ", style="bold")
     line.append(status, style=STATUS_STYLE.get(status, "bold"))
     of = f"/{total}" if total else ""
     line.append(f" after {epochs_done}{of} epochs")

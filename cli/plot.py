@@ -98,7 +98,7 @@ def chart(
             bits, colour = cells.get((row, col), (0, ""))
             line.append(chr(_BRAILLE + bits) if bits else " ", style=colour)
         lines.append(line)
-    last = f"epoch {first_x + n - 1}"
+    last = f"epoch {first_x + n - 1}" if n > 1 else ""
     axis = " " * margin + " └" + "─" * width
     lines.append(Text(axis))
     lines.append(Text(" " * (margin + 2) + f"epoch {first_x}".ljust(max(width - len(last), 0)) + last, style="dim"))
@@ -115,6 +115,8 @@ def metric_groups(epoch_logs: Sequence[dict[str, float | None]]) -> dict[str, di
     names: list[str] = []
     for logs in epoch_logs:
         names.extend(k for k in logs if k not in names)
+    first = ("loss", "accuracy", "acc")
+    names.sort(key=lambda n: (first.index(b) if (b := n.removeprefix("val_")) in first else len(first), b, n))
     groups: dict[str, dict[str, list[float | None]]] = {}
     for name in names:
         base = name.removeprefix("val_")

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -396,5 +395,5 @@ def _ask(question: str) -> bool:
         return False
     try:
         return typer.confirm(question, default=False)
-    except (click.Abort, KeyboardInterrupt, EOFError):
+    except (typer.Abort, KeyboardInterrupt, EOFError):
         return False
