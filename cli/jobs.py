@@ -1,7 +1,194 @@
-"""`fitwire jobs`: Submit and manage training jobs."""
+"""`fitwire jobs`: submit training jobs to agents, list, show and cancel them.
+
+Through the webhook (`POST /api/v1/jobs`) when logged in; with `--local`, jobs
+are recorded under the data dir and published straight to the broker (agents
+started with `fitwire agent start --local` on the same machine take them).
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
 import typer
+from rich.table import Table
+
+from fitwire.broker import JobSpec
+from fitwire.cli.common import (
+    API,
+    CliError,
+    JsonOption,
+    ServerOption,
+    TokenOption,
+    api,
+    io,
+    print_json,
+    reports_errors,
+    settings,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Submit and manage training jobs.")
+
+LocalOption = Annotated[bool, typer.Option("--local", help="Use the data dir and the broker directly (no webhook).")]
+JobArg = Annotated[str, typer.Argument(help="A job id (or a unique prefix of one, with --local).")]
+STATE_STYLE = {"queued": "yellow", "running": "cyan", "succeeded": "green", "failed": "red",
+               "stopped": "magenta", "cancelled": "dim", "dead": "bold red"}
+
+
+def _local() -> tuple[Any, Any]:
+    from fitwire.agent import LocalArtifacts, LocalJournal
+
+    root = settings().data_dir
+    return LocalJournal(root / "journal"), LocalArtifacts(root / "artifacts")
+
+
+def local_json(record: dict[str, Any]) -> dict[str, Any]:
+    """A local journal record in the API's Job shape."""
+    job = record["job"]
+
+    def when(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+    return {
+        "job_id": job["job_id"], "run_id": job["run_id"], "pool": job["pool"], "owner": job["owner"],
+        "model_key": job["spec"]["model_key"], "state": record["state"], "reason": record.get("reason"),
+        "node_id": record.get("node_id"), "spec": job["spec"],
+        "created_at": when(record["history"][0]["at"]), "updated_at": when(record["updated_at"]),
+    }
+
+
+def _params(values: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"--param {item!r} must look like NAME=VALUE")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw  # a bare word is a string
+    return params
+
+
+@app.command()
+@reports_errors
+def submit(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The job bundle (a Python file).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model key the run belongs to.")],
+    epochs: Annotated[int, typer.Option(min=1)] = 1,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    entry_point: Annotated[str, typer.Option(help="Function returning (model, train, val).")] = "build",
+    param: Annotated[list[str], typer.Option("--param", help="NAME=VALUE (JSON) for the entry point; repeatable.")] = [],  # noqa: B006
+    pool: Annotated[str, typer.Option(help="Pool of agents to run it.")] = "default",
+    gpus: Annotated[int, typer.Option(min=0, help="GPUs the job needs.")] = 0,
+    gpu_memory_mb: Annotated[int, typer.Option(min=0, help="Free memory it needs on each GPU.")] = 0,
+    local: LocalOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Queue a training job; an agent of the pool runs it wrapped in the Tracker."""
+    source = file.read_bytes()
+    spec_fields = dict(model_key=model, entry_point=entry_point, epochs=epochs, batch_size=batch_size,
+                       params=_params(param), gpus=gpus, gpu_memory_mb=gpu_memory_mb)
+    if local:
+        from fitwire.agent import bundle_id
+        from fitwire.agent import submit as submit_job
+
+        journal, artifacts = _local()
+        spec = JobSpec(bundle=bundle_id(source), **spec_fields)  # type: ignore[arg-type]
+        job = submit_job(settings().amqp_url, spec, source, owner="local", pool=pool, events=journal,
+                         artifacts=artifacts)
+        record = local_json(journal.record(job.job_id))
+    else:
+        body = {"pool": pool, "spec": spec_fields, "bundle_source": source.decode(), "bundle_name": file.name}
+        record = api(server, token).post(f"{API}/jobs", body)
+    if as_json:
+        print_json(record)
+        return
+    io().out.print(
+        f"Queued job [bold]{record['job_id']}[/] on pool {record['pool']} (run {record['run_id']}).\n"
+        f"Follow it with: fitwire watch {record['run_id']}", highlight=False,
+    )
+
+
+def _records(local: bool, server: str | None, token: str | None) -> list[dict[str, Any]]:
+    if local:
+        return [local_json(r) for r in _local()[0].records()]
+    return list(api(server, token).get(f"{API}/jobs")["jobs"])
+
+
+def _find(ref: str, local: bool, server: str | None, token: str | None) -> dict[str, Any]:
+    if not local:
+        return dict(api(server, token).get(f"{API}/jobs/{quote(ref, safe='')}"))
+    matches = [r for r in _records(True, None, None) if r["job_id"].startswith(ref)]
+    if len(matches) != 1:
+        raise CliError(f"No job {ref!r}" if not matches else f"Several jobs start with {ref!r}; give more of the id")
+    return matches[0]
+
+
+@app.command("list")
+@reports_errors
+def list_(local: LocalOption = False, server: ServerOption = None, token: TokenOption = None,
+          as_json: JsonOption = False) -> None:
+    """Your jobs (an admin sees everyone's), newest first."""
+    records = _records(local, server, token)
+    if as_json:
+        print_json({"jobs": records})
+        return
+    if not records:
+        io().out.print("No jobs yet; submit one with `fitwire jobs submit FILE --model KEY`.", markup=False)
+        return
+    table = Table("job", "state", "model", "pool", "epochs", "node", "created", "reason", box=None,
+                  header_style="bold")
+    for r in records:
+        style = STATE_STYLE.get(r["state"], "")
+        table.add_row(r["job_id"][:12], f"[{style}]{r['state']}[/]" if style else r["state"], r["model_key"],
+                      r["pool"], str(r["spec"]["epochs"]), r.get("node_id") or "", str(r["created_at"])[:16].replace("T", " "),
+                      r.get("reason") or "")
+    io().out.print(table)
+
+
+@app.command()
+@reports_errors
+def show(job: JobArg, local: LocalOption = False, server: ServerOption = None, token: TokenOption = None,
+         as_json: JsonOption = False) -> None:
+    """One job: its state, reason, node, run and spec."""
+    record = _find(job, local, server, token)
+    if as_json:
+        print_json(record)
+        return
+    table = Table(box=None, show_header=False)
+    for key in ("job_id", "state", "reason", "model_key", "run_id", "pool", "owner", "node_id",
+                "created_at", "updated_at"):
+        table.add_row(f"[bold]{key}[/]", str(record.get(key) or ""))
+    for key, value in record["spec"].items():
+        table.add_row(f"[bold]spec.{key}[/]", json.dumps(value) if isinstance(value, dict) else str(value))
+    io().out.print(table)
+
+
+@app.command()
+@reports_errors
+def cancel(job: JobArg, local: LocalOption = False, server: ServerOption = None, token: TokenOption = None,
+           as_json: JsonOption = False) -> None:
+    """Cancel a queued job (a running one is stopped with `fitwire stop RUN`)."""
+    if local:
+        from fitwire.agent.jobs import cancel as cancel_job
+        from fitwire.broker import Job
+
+        journal, _ = _local()
+        record = _find(job, True, None, None)
+        try:
+            cancel_job(journal, Job.model_validate(journal.record(record["job_id"])["job"]))
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        record = local_json(journal.record(record["job_id"]))
+    else:
+        record = dict(api(server, token).post(f"{API}/jobs/{quote(job, safe='')}/cancel"))
+    if as_json:
+        print_json(record)
+        return
+    io().out.print(f"Cancelled job {record['job_id']}.", highlight=False)

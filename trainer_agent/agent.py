@@ -16,8 +16,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from fitwire.broker import (
     DecodeError,
     GpuInfo,
     Job,
+    NodeTelemetry,
     connect,
     decode,
     encode,
@@ -107,6 +110,7 @@ class Agent:
         self._next_gpu_poll = 0.0
         self._next_telemetry = 0.0
         self.jobs_done = 0
+        self._reporter: _TelemetryReporter | None = None
 
     # --- control -------------------------------------------------------------------
 
@@ -117,9 +121,17 @@ class Agent:
         self._stopping = True
 
     def run(self) -> None:
-        """Serve jobs until stopped, reconnecting with backoff when the broker goes away."""
+        """Serve jobs until stopped, reconnecting with backoff when the broker goes away.
+
+        Raises:
+            WebhookError: the webhook refused this agent (wrong token, unaccepted wire-contract version).
+        """
         backoff = Backoff()
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
+        hello = getattr(self.events, "hello", None)
+        if hello is not None:  # the webhook checks the token and the wire-contract version first
+            hello(self.collector.snapshot())
+            self._reporter = _TelemetryReporter(self.events.telemetry)  # type: ignore[attr-defined]
         while True:
             try:
                 self._serve()
@@ -331,10 +343,38 @@ class Agent:
     def _publish_telemetry(self) -> None:
         job_id = self._running.job.job_id if self._running else None
         snapshot = self.collector.snapshot(job_id)
+        if self._reporter is not None:
+            self._reporter.offer(snapshot)
         self.out.basic_publish(
             TELEMETRY.name, telemetry_key(self.config.node_id), encode(snapshot),
             pika.BasicProperties(content_type="application/json", type=snapshot.type),
         )
+
+
+class _TelemetryReporter:
+    """Posts the latest snapshot to the webhook off the loop's thread: HTTP must not delay heartbeats."""
+
+    def __init__(self, post: Callable[[NodeTelemetry], None]) -> None:
+        self._post = post
+        self._latest: NodeTelemetry | None = None
+        self._wake = threading.Event()
+        threading.Thread(target=self._loop, name="fitwire-telemetry-http", daemon=True).start()
+
+    def offer(self, snapshot: NodeTelemetry) -> None:
+        self._latest = snapshot  # older unsent snapshots are superseded, never queued
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            snapshot, self._latest = self._latest, None
+            if snapshot is None:
+                continue
+            try:
+                self._post(snapshot)
+            except Exception as exc:  # the webhook is down: the broker copy still flows
+                log.debug("telemetry report to the webhook failed: %s", exc)
 
 
 def default_node_id() -> str:

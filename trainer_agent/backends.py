@@ -111,6 +111,11 @@ class LocalJournal:
         except (FileNotFoundError, ValueError):
             return None
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every job record, newest first."""
+        found = [json.loads(p.read_text()) for p in (self.root / "jobs").glob("*.json")]
+        return sorted(found, key=lambda r: r["history"][0]["at"], reverse=True)
+
     def job_state(
         self, job: Job, state: JobState, *, reason: str | None = None, node_id: str | None = None
     ) -> None:

@@ -1,0 +1,137 @@
+"""The agent's backends over the webhook's HTTP API (docs/agents.md lists the routes).
+
+The agent authenticates with its node token; the job's child reports epochs
+with the short-lived job token the webhook hands out when the agent claims the
+job, so epochs land in the owner's run exactly like the Tracker's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from fitwire.agent.backends import JobState
+from fitwire.broker import EpochEnd, FitwireError, Job, NodeTelemetry, encode
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+TIMEOUT_S = (3.0, 15.0)
+ATTEMPTS = 4
+"""Job states must arrive: a few retries with backoff ride out a webhook restart."""
+
+
+class WebhookError(FitwireError):
+    """The webhook refused a request (the message is its sentence) or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class _Client:
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.http = requests.Session()
+
+    def call(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
+             token: str | None = None, ok_missing: bool = False) -> requests.Response | None:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        if data is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        delay = 0.5
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                resp = self.http.request(method, self.url + path, json=json, data=data, headers=headers,
+                                         timeout=TIMEOUT_S)
+            except requests.RequestException as exc:
+                if attempt == ATTEMPTS:
+                    raise WebhookError(f"the webhook at {self.url} is unreachable ({exc})") from None
+            else:
+                if resp.status_code == 404 and ok_missing:
+                    return None
+                if resp.ok:
+                    return resp
+                if resp.status_code < 500 and resp.status_code != 429:
+                    raise _error(resp)
+                if attempt == ATTEMPTS:
+                    raise _error(resp)
+            time.sleep(delay)
+            delay *= 2
+        return None  # unreachable: the loop returns or raises
+
+
+def _error(resp: requests.Response) -> WebhookError:
+    try:
+        error = resp.json()["error"]
+        return WebhookError(error["message"], resp.status_code, error["code"])
+    except (ValueError, KeyError, TypeError):
+        return WebhookError(f"the webhook answered HTTP {resp.status_code}", resp.status_code)
+
+
+class HttpJobEvents(_Client):
+    """:class:`~fitwire.agent.backends.JobEvents` through ``/api/v1/jobs`` and ``/api/v1/events``."""
+
+    def __init__(self, url: str, token: str, *, job_token: str | None = None) -> None:
+        super().__init__(url, token)
+        self.job_token = job_token
+
+    def job_state(self, job: Job, state: JobState, *, reason: str | None = None,
+                  node_id: str | None = None) -> None:
+        self.call("PUT", f"{API}/jobs/{quote(job.job_id)}/state",
+                  json={"state": state, "reason": reason, "node_id": node_id})
+
+    def status(self, job_id: str) -> tuple[JobState, str | None] | None:
+        resp = self.call("GET", f"{API}/jobs/{quote(job_id)}", ok_missing=True)
+        if resp is None:
+            return None
+        body = resp.json()
+        return body["state"], body.get("reason")
+
+    def claim(self, job: Job, node_id: str) -> tuple[bool, str | None]:
+        try:
+            resp = self.call("POST", f"{API}/jobs/{quote(job.job_id)}/claim", json={"node_id": node_id})
+        except WebhookError as exc:
+            if exc.code in ("INVALID_STATE", "RESOURCE_DOES_NOT_EXIST"):
+                log.warning("not running job %s: %s", job.job_id, exc)
+                return False, None
+            raise
+        assert resp is not None
+        return True, resp.json().get("token")
+
+    def epoch_end(self, job: Job, epoch: int, logs: dict[str, Any]) -> None:
+        if not self.job_token:
+            return
+        event = EpochEnd(run_id=job.run_id, model_key=job.spec.model_key, owner=job.owner, epoch=epoch,
+                         logs=logs)
+        try:
+            self.call("POST", f"{API}/events", data=encode(event), token=self.job_token)
+        except WebhookError as exc:
+            # the Tracker's outbox carries the same epoch; losing this copy only weakens the guarantee
+            log.warning("could not store epoch %d of run %s: %s", epoch, job.run_id, exc)
+
+    def hello(self, telemetry: NodeTelemetry) -> dict[str, Any]:
+        """Introduce the agent; raises WebhookError with the server's sentence when it is refused."""
+        resp = self.call("POST", f"{API}/nodes/hello", data=encode(telemetry))
+        assert resp is not None
+        return dict(resp.json())
+
+    def telemetry(self, telemetry: NodeTelemetry) -> None:
+        self.call("POST", f"{API}/nodes/telemetry", data=encode(telemetry))
+
+
+class HttpArtifacts(_Client):
+    """:class:`~fitwire.agent.backends.ArtifactStore` through ``/api/v1/artifacts/<key>``."""
+
+    def put(self, key: str, data: bytes) -> None:
+        self.call("PUT", f"{API}/artifacts/{quote(key)}", data=data)
+
+    def get(self, key: str) -> bytes | None:
+        resp = self.call("GET", f"{API}/artifacts/{quote(key)}", ok_missing=True)
+        return None if resp is None else resp.content
