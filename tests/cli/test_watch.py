@@ -1,0 +1,94 @@
+"""`fitwire watch` on real Keras fits with the Tracker (subprocesses), drawn on an injected console."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.cli.conftest import Cli, Fit, User, run_state, wait_for
+from tests.cli.events import recorded_run
+from tests.cli.proxy import DroppingProxy
+
+
+def epochs_drawn(drawn: str) -> list[int]:
+    """The epoch numbers of the summary lines, in the order they were drawn."""
+    return [int(n) for n in re.findall(r"✓ \S+ epoch (\d+)/", drawn)]
+
+
+def test_watch_a_model_draws_every_epoch_and_the_final_status(
+    cli: Cli, user: User, start_fit: Callable[..., Fit]
+) -> None:
+    key = user.model("watched")
+    earlier = recorded_run(user, key, epochs=2)
+    fit = start_fit(key, epochs=3, steps=6)
+
+    result = cli("watch", key, "--once", "--timeout", "150")
+
+    assert result.exit_code == 0, result.output + fit.output()
+    drawn = cli.drawn
+    assert earlier[:12] in drawn  # the model's previous runs come first
+    assert epochs_drawn(drawn) == [1, 2, 3]
+    assert re.search(r"training_002 completed after 3/3 epochs in [\d.]+ s", drawn), drawn
+    assert fit.wait() == 0
+
+
+def test_joining_mid_run_shows_the_stored_epochs_at_once(
+    cli: Cli, user: User, start_fit: Callable[..., Fit]
+) -> None:
+    key = user.model("joined")
+    fit = start_fit(key, epochs=5, steps=6, delay=0.12)
+    wait_for(lambda: len((run_state(user, fit.run_id) or {}).get("epochs", [])) >= 2, what="two stored epochs")
+
+    result = cli("watch", fit.run_id, "--once", "--timeout", "150")
+
+    assert result.exit_code == 0, result.output + fit.output()
+    assert epochs_drawn(cli.drawn) == [1, 2, 3, 4, 5]
+    assert "completed after 5/5 epochs" in cli.drawn
+    assert fit.wait() == 0
+
+
+def test_watching_an_ended_run_shows_it_and_leaves(cli: Cli, user: User, broker: str) -> None:
+    run_id = recorded_run(user, user.model(), epochs=2, end="stopped")
+
+    result = cli("watch", run_id, "--once", "--timeout", "30")
+
+    assert result.exit_code == 0, result.output
+    assert epochs_drawn(cli.drawn) == [1, 2]
+    assert "stopped after 2/2 epochs" in cli.drawn
+
+
+@pytest.fixture
+def proxy(broker: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[DroppingProxy]:
+    """The CLI's broker connection goes through a proxy the test can cut; the fit's does not."""
+    proxied = DroppingProxy(broker)
+    monkeypatch.setenv("FITWIRE_AMQP_URL", proxied.url)
+    yield proxied
+    proxied.close()
+
+
+def test_watch_reconnects_when_the_broker_drops_and_catches_up(
+    cli: Cli, user: User, start_fit: Callable[..., Fit], proxy: DroppingProxy
+) -> None:
+    key = user.model("dropped")
+    fit = start_fit(key, epochs=5, steps=6, delay=0.12)
+    cut = threading.Event()
+
+    def drop_after_first_epoch() -> None:
+        wait_for(lambda: (run_state(user, fit.run_id) or {}).get("epochs"), what="a stored epoch")
+        if proxy.drop():
+            cut.set()
+
+    threading.Thread(target=drop_after_first_epoch, daemon=True).start()
+    result = cli("watch", key, "--once", "--timeout", "150")
+
+    assert cut.is_set()
+    assert result.exit_code == 0, result.output + fit.output()
+    drawn = cli.drawn
+    assert "Lost the broker connection; reconnecting" in drawn
+    assert "Reconnected after" in drawn
+    assert sorted(set(epochs_drawn(drawn))) == [1, 2, 3, 4, 5]
+    assert len(epochs_drawn(drawn)) == 5  # caught up without drawing an epoch twice
+    assert "completed after 5/5 epochs" in drawn
