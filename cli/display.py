@@ -45,10 +45,11 @@ def metric_names(logs: dict[str, Any]) -> list[str]:
     return [k for prefix in ("", "val_") for b in bases if (k := prefix + b) in logs]
 
 
-def fmt_logs(logs: dict[str, Any] | None) -> str:
+def fmt_logs(logs: dict[str, Any] | None, limit: int | None = None) -> str:
+    """``loss 0.1234  accuracy 0.9500 …``; the first ``limit`` metrics only, when given."""
     if not logs:
         return ""
-    return "  ".join(f"{k} {fmt_value(logs[k])}" for k in metric_names(logs))
+    return "  ".join(f"{k} {fmt_value(logs[k])}" for k in metric_names(logs)[:limit])
 
 
 def parse_time(iso: Any) -> float | None:
@@ -102,7 +103,7 @@ def runs_table(
             run_label(run, run["run_id"]),
             status_text(str(run.get("status", ""))),
             str(run.get("epochs") or "—"),
-            fmt_logs(run.get("final_logs")),
+            fmt_logs(run.get("final_logs"), limit=2),  # a table row, not the whole story: `runs show`
             str(run.get("started_at") or "")[:19].replace("T", " "),
             fmt_duration(run_duration(run)),
         )

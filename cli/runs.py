@@ -132,8 +132,12 @@ def watch(
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """The model's previous runs, then its live run(s): a progress bar per epoch, a line per finished
-    epoch, the final status. Ctrl+C asks whether to stop the training too."""
+    """Watch a model's runs (or one run) live: progress bar per epoch, a line per epoch, final status.
+
+    Shows the model's previous runs first; joining mid-run draws the stored epochs at once.
+    When the run ends it waits for the next run of the model, unless --once.
+    Ctrl+C asks whether to stop the training too (--stop-on-exit: stop without asking).
+    """
     client = api(server, token)
     run, model = client.find_run_or_model(model_or_run)
     session = client.session()

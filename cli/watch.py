@@ -389,9 +389,13 @@ class Watcher:
         self.console.print(f"Sent STOP to {view.label} (signal {signal.id[:8]}).", highlight=False)
 
 
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
 def _ask(question: str) -> bool:
     """A y/N question; no (without asking) when nobody is at a terminal."""
-    if not sys.stdin.isatty():
+    if not _interactive():
         return False
     try:
         return typer.confirm(question, default=False)

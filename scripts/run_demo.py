@@ -193,6 +193,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no owner
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -92,3 +92,69 @@ def test_watch_reconnects_when_the_broker_drops_and_catches_up(
     assert sorted(set(epochs_drawn(drawn))) == [1, 2, 3, 4, 5]
     assert len(epochs_drawn(drawn)) == 5  # caught up without drawing an epoch twice
     assert "completed after 5/5 epochs" in drawn
+
+
+def interrupt_after_first_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl+C right after the first epoch line is drawn (CliRunner has no terminal to press it in)."""
+    from fitwire.cli import watch
+
+    original = watch.Watcher._epoch_done
+
+    def epoch_done(self: watch.Watcher, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        if any(not v.ended for v in self.views.values()):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(watch.Watcher, "_epoch_done", epoch_done)
+
+
+def test_ctrl_c_with_stop_on_exit_stops_the_training(
+    cli: Cli, user: User, start_fit: Callable[..., Fit], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = user.model("ctrl-c")
+    fit = start_fit(key, epochs=200, steps=6, delay=0.05)
+    wait_for(lambda: run_state(user, fit.run_id), what="the run to be stored")
+    interrupt_after_first_epoch(monkeypatch)
+
+    result = cli("watch", fit.run_id, "--stop-on-exit")
+
+    assert result.exit_code == 130, result.output
+    assert "Sent STOP to training_001" in cli.drawn
+    assert fit.wait(60) == 0
+    wait_for(lambda: (run_state(user, fit.run_id) or {}).get("run", {}).get("status") == "stopped",
+             what="the run to be stopped")
+
+
+def test_ctrl_c_without_a_terminal_leaves_the_training_running(
+    cli: Cli, user: User, start_fit: Callable[..., Fit], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = user.model("ctrl-c-keep")
+    fit = start_fit(key, epochs=200, steps=6, delay=0.05)
+    wait_for(lambda: run_state(user, fit.run_id), what="the run to be stored")
+    interrupt_after_first_epoch(monkeypatch)
+
+    result = cli("watch", fit.run_id)  # nobody to answer "stop the training too?": no
+
+    assert result.exit_code == 130, result.output
+    assert "Sent STOP" not in cli.drawn
+    assert fit.process.poll() is None
+    assert cli("stop", fit.run_id).exit_code == 0
+
+
+def test_ctrl_c_asks_whether_to_stop_the_training_too(
+    cli: Cli, user: User, start_fit: Callable[..., Fit], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fitwire.cli import watch
+
+    key = user.model("ctrl-c-ask")
+    fit = start_fit(key, epochs=200, steps=6, delay=0.05)
+    wait_for(lambda: run_state(user, fit.run_id), what="the run to be stored")
+    interrupt_after_first_epoch(monkeypatch)
+    monkeypatch.setattr(watch, "_interactive", lambda: True)
+
+    result = cli("watch", key, input="y\n")
+
+    assert result.exit_code == 130, result.output
+    assert "Stop the training too? [y/N]" in result.output
+    assert "Sent STOP to training_001" in cli.drawn
+    assert fit.wait(60) == 0
