@@ -1,7 +1,119 @@
-"""`fitwire webhook`: Run and administer the webhook service."""
+"""`fitwire webhook`: run and administer the webhook service (serve, create-admin, upgrade)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Annotated
+from urllib.parse import urlparse
+
 import typer
+from rich.console import Console
+
+from fitwire.broker.errors import FitwireError
+from fitwire.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Run and administer the webhook service.")
+err = Console(stderr=True)
+out = Console()
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except FitwireError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(code=2) from None
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err.print(f"[red]{exc}[/red]")
+    return typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on [default: FITWIRE_WEBHOOK_URL's host].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: FITWIRE_WEBHOOK_URL's port].")] = None,
+    threads: Annotated[int, typer.Option(min=1, max=256, help="Worker threads of the WSGI server.")] = 8,
+) -> None:
+    """Serve the webhook with waitress (a production WSGI server) on FITWIRE_STORE."""
+    import waitress
+
+    from fitwire.webhook import create_app
+
+    settings = _settings()
+    url = urlparse(settings.webhook_url)
+    host = host or url.hostname or "127.0.0.1"
+    port = port or url.port or (443 if url.scheme == "https" else 80)
+    try:
+        application = create_app()
+    except FitwireError as exc:
+        raise _fail(exc) from None
+    err.print(f"fitwire webhook on http://{host}:{port} (store: {application.extensions['fitwire_store'].kind})")
+    waitress.serve(application, host=host, port=port, threads=threads, ident="fitwire")
+
+
+@app.command("create-admin")
+def create_admin(
+    username: Annotated[str, typer.Argument(help="The admin's username.")],
+    password: Annotated[
+        str | None, typer.Option("--password", "-p", help="The password [default: ask, hidden].")
+    ] = None,
+    display_name: Annotated[str, typer.Option(help="Shown instead of the username.")] = "",
+) -> None:
+    """Create an admin user directly in FITWIRE_STORE (the first user of a new server)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from fitwire.webhook.api.common import Password, Username
+    from fitwire.webhook.security import hash_password
+    from fitwire.webhook.store import open_store
+
+    settings = _settings()
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        TypeAdapter(Username).validate_python(username)
+    except ValidationError:
+        raise _fail(ValueError("The username must be 2 to 32 letters, digits, '_' or '-'.")) from None
+    try:
+        TypeAdapter(Password).validate_python(password)
+    except ValidationError:
+        raise _fail(ValueError("The password must be 8 to 1024 characters.")) from None
+    try:
+        store = open_store(settings.store_url)
+        try:
+            user = store.create_user(username, hash_password(password), display_name=display_name,
+                                     is_admin=True, now=datetime.now(UTC))
+        finally:
+            store.close()
+    except FitwireError as exc:
+        raise _fail(exc) from None
+    out.print(f"Created admin {user.username!r}.")
+
+
+@app.command()
+def upgrade() -> None:
+    """Upgrade the SQL store's schema to what this fitwire needs (alembic upgrade head)."""
+    settings = _settings()
+    scheme = urlparse(settings.store_url).scheme
+    if scheme == "firestore":
+        out.print("Firestore needs no schema upgrade.")
+        return
+    from sqlalchemy.exc import OperationalError
+
+    from fitwire.webhook.store import migrate
+    from fitwire.webhook.store.sql import make_engine
+
+    engine = make_engine(settings.store_url)
+    try:
+        before = migrate.current_revision(engine)
+        migrate.upgrade(engine)
+        after = migrate.current_revision(engine)
+    except OperationalError as exc:
+        raise _fail(RuntimeError(f"The database does not answer ({exc.orig}).")) from None
+    finally:
+        engine.dispose()
+    if before == after:
+        out.print(f"The schema is up to date (revision {after}).")
+    else:
+        out.print(f"Upgraded the schema from revision {before or 'none'} to {after}.")

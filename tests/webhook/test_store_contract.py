@@ -1,0 +1,312 @@
+"""The store contract (fitwire.webhook.store.base.Store), run on SQLite, PostgreSQL and Firestore."""
+
+from __future__ import annotations
+
+import math
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fitwire.webhook.store import Store, open_store
+from fitwire.webhook.store.base import (
+    AlreadyExists,
+    DoesNotExist,
+    InvalidState,
+    PermissionDenied,
+    RunStart,
+    Unauthenticated,
+    User,
+)
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)
+
+
+def user(store: Store, name: str = "alice", **kwargs: object) -> User:
+    return store.create_user(name, f"hash-of-{name}", now=NOW, **kwargs)  # type: ignore[arg-type]
+
+
+def start(run_id: str, key: str, **kwargs: object) -> RunStart:
+    return RunStart(run_id=run_id, model_key=key, started_at=NOW, **kwargs)  # type: ignore[arg-type]
+
+
+# --- users, tokens, invitations -----------------------------------------------------------
+
+
+def test_user_round_trip_and_unique_username(store: Store) -> None:
+    alice = user(store, display_name="Alice A.", is_admin=True)
+    assert store.get_user(alice.id) == alice
+    assert alice.created_at == NOW and alice.is_admin and alice.display_name == "Alice A."
+    creds = store.get_credentials("alice")
+    assert creds.user == alice and creds.password_hash == "hash-of-alice"
+    with pytest.raises(AlreadyExists):
+        user(store)
+    assert store.count_users() == 1
+
+
+def test_unknown_user_does_not_exist(store: Store) -> None:
+    with pytest.raises(DoesNotExist):
+        store.get_credentials("nobody")
+    with pytest.raises(DoesNotExist):
+        store.get_user("0" * 32)
+    with pytest.raises(DoesNotExist):
+        store.update_user("0" * 32, display_name="x")
+
+
+def test_profile_and_password_change(store: Store) -> None:
+    alice = user(store)
+    assert store.update_user(alice.id, display_name="Al").display_name == "Al"
+    store.set_password_hash(alice.id, "new-hash")
+    assert store.get_credentials("alice").password_hash == "new-hash"
+    assert store.get_user(alice.id).display_name == "Al"
+
+
+def test_token_valid_expired_revoked(store: Store) -> None:
+    alice = user(store)
+    store.create_token(alice.id, "a" * 64, NOW + timedelta(hours=1))
+    assert store.user_for_token("a" * 64, NOW) == alice
+    with pytest.raises(Unauthenticated, match="expired"):
+        store.user_for_token("a" * 64, NOW + timedelta(hours=2))
+    store.revoke_token("a" * 64)
+    store.revoke_token("a" * 64)  # twice is fine
+    store.revoke_token("f" * 64)  # unknown is fine
+    with pytest.raises(Unauthenticated, match="revoked"):
+        store.user_for_token("a" * 64, NOW)
+    with pytest.raises(Unauthenticated):
+        store.user_for_token("f" * 64, NOW)
+
+
+def test_invitation_is_one_time_and_expires(store: Store) -> None:
+    admin = user(store, "admin", is_admin=True)
+    store.create_invitation("i" * 64, admin.id, NOW + timedelta(days=1))
+    store.create_invitation("e" * 64, admin.id, NOW - timedelta(seconds=1))
+    bob = store.create_user("bob", "h", invitation_hash="i" * 64, now=NOW)
+    assert store.get_user(bob.id).username == "bob"
+    for name, invitation in (("carol", "i" * 64), ("dave", "e" * 64), ("erin", "x" * 64)):
+        with pytest.raises(PermissionDenied):
+            store.create_user(name, "h", invitation_hash=invitation, now=NOW)
+        with pytest.raises(DoesNotExist):
+            store.get_credentials(name)
+    assert store.count_users() == 2
+
+
+def test_taken_username_does_not_use_up_the_invitation(store: Store) -> None:
+    admin = user(store, "admin", is_admin=True)
+    store.create_invitation("i" * 64, admin.id, NOW + timedelta(days=1))
+    with pytest.raises(AlreadyExists):
+        store.create_user("admin", "h", invitation_hash="i" * 64, now=NOW)
+    assert store.create_user("bob", "h", invitation_hash="i" * 64, now=NOW).username == "bob"
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+def test_models_create_list_rename_and_names_unique_per_owner(store: Store) -> None:
+    alice, bob = user(store), user(store, "bob")
+    m1 = store.create_model(alice.id, "k1", "mnist", NOW)
+    m2 = store.create_model(alice.id, "k2", "cifar", NOW + timedelta(seconds=1))
+    store.create_model(bob.id, "k3", "mnist", NOW)  # another owner may reuse the name
+    assert (m1.key, m1.name, m1.owner, m1.runs, m1.created_at) == ("k1", "mnist", "alice", 0, NOW)
+    assert [m.key for m in store.list_models(alice.id)] == ["k1", "k2"]
+    with pytest.raises(AlreadyExists):
+        store.create_model(alice.id, "k4", "mnist", NOW)
+    with pytest.raises(AlreadyExists):
+        store.rename_model(alice.id, "k2", "mnist")
+    assert store.rename_model(alice.id, "k1", "mnist-v2").name == "mnist-v2"
+    assert store.rename_model(alice.id, "k1", "mnist-v2").name == "mnist-v2"  # same name again: no-op
+    assert store.create_model(alice.id, "k5", "mnist", NOW).name == "mnist"  # old name is free again
+    assert m2 == store.get_model(alice.id, "k2")
+
+
+def test_another_users_model_does_not_exist(store: Store) -> None:
+    alice, bob = user(store), user(store, "bob")
+    store.create_model(alice.id, "k1", "mnist", NOW)
+    for call in (
+        lambda: store.get_model(bob.id, "k1"),
+        lambda: store.rename_model(bob.id, "k1", "x"),
+        lambda: store.delete_model(bob.id, "k1"),
+        lambda: store.list_runs(bob.id, "k1"),
+        lambda: store.begin_run(bob.id, start("r1", "k1")),
+    ):
+        with pytest.raises(DoesNotExist):
+            call()
+    assert store.get_model(alice.id, "k1").name == "mnist"
+    assert store.list_models(bob.id) == []
+
+
+def test_delete_model_deletes_its_runs_and_epochs(store: Store) -> None:
+    alice = user(store)
+    store.create_model(alice.id, "k1", "mnist", NOW)
+    store.create_model(alice.id, "k2", "other", NOW)
+    store.begin_run(alice.id, start("r1", "k1"))
+    store.begin_run(alice.id, start("r2", "k2"))
+    store.upsert_epoch(alice.id, "r1", 0, {"loss": 1.0}, NOW)
+    store.delete_model(alice.id, "k1")
+    with pytest.raises(DoesNotExist):
+        store.get_model(alice.id, "k1")
+    with pytest.raises(DoesNotExist):
+        store.get_run(alice.id, "r1")
+    with pytest.raises(DoesNotExist):
+        store.list_epochs(alice.id, "r1")
+    assert store.get_run(alice.id, "r2").model_key == "k2"
+    # The key and name are free again, and numbering starts over for the new model.
+    store.create_model(alice.id, "k1", "mnist", NOW)
+    assert store.begin_run(alice.id, start("r3", "k1"))[0].name == "training_001"
+
+
+# --- runs and epochs -------------------------------------------------------------------------
+
+
+def test_runs_are_numbered_per_model_and_begin_is_idempotent(store: Store) -> None:
+    alice = user(store)
+    store.create_model(alice.id, "k1", "mnist", NOW)
+    store.create_model(alice.id, "k2", "other", NOW)
+    run, created = store.begin_run(alice.id, start(
+        "r1", "k1", params={"lr": 0.01, "nested": {"x": [1, 2]}}, epochs=5, steps=100, host="gpu1",
+        framework="keras", framework_version="3.1"))
+    assert created and run.name == "training_001" and run.number == 1
+    assert (run.status, run.owner, run.epochs, run.steps, run.host, run.framework, run.framework_version) == (
+        "running", "alice", 5, 100, "gpu1", "keras", "3.1")
+    assert run.params == {"lr": 0.01, "nested": {"x": [1, 2]}} and run.started_at == NOW and run.ended_at is None
+    again, created_again = store.begin_run(alice.id, start("r1", "k1", params={"lr": 99.0}))
+    assert not created_again and again == run
+    assert store.begin_run(alice.id, start("r2", "k1"))[0].name == "training_002"
+    assert store.begin_run(alice.id, start("r3", "k2"))[0].name == "training_001"
+    assert store.get_model(alice.id, "k1").runs == 2
+    assert [r.run_id for r in store.list_runs(alice.id, "k1")] == ["r2", "r1"]
+
+
+def test_a_run_id_of_another_model_is_refused(store: Store) -> None:
+    alice = user(store)
+    store.create_model(alice.id, "k1", "mnist", NOW)
+    store.create_model(alice.id, "k2", "other", NOW)
+    store.begin_run(alice.id, start("r1", "k1"))
+    with pytest.raises(AlreadyExists):
+        store.begin_run(alice.id, start("r1", "k2"))
+    assert store.get_model(alice.id, "k2").runs == 0
+
+
+def test_numbers_of_deleted_runs_are_not_reused(store: Store) -> None:
+    alice = user(store)
+    store.create_model(alice.id, "k1", "mnist", NOW)
+    store.begin_run(alice.id, start("r1", "k1"))
+    store.begin_run(alice.id, start("r2", "k1"))
+    store.upsert_epoch(alice.id, "r2", 0, {}, NOW)
+    store.delete_run(alice.id, "r2")
+    with pytest.raises(DoesNotExist):
+        store.get_run(alice.id, "r2")
+    assert store.get_model(alice.id, "k1").runs == 1
+    assert store.begin_run(alice.id, start("r3", "k1"))[0].name == "training_003"
+
+
+def test_epoch_upsert_is_idempotent_and_keeps_non_finite_values(store: Store) -> None:
+    alice = user(store)
+    store.create_model(alice.id, "k1", "mnist", NOW)
+    store.begin_run(alice.id, start("r1", "k1"))
+    store.upsert_epoch(alice.id, "r1", 1, {"loss": 0.5}, NOW)
+    store.upsert_epoch(alice.id, "r1", 0, {"loss": math.inf, "acc": None}, NOW)
+    store.upsert_epoch(alice.id, "r1", 0, {"loss": math.nan, "val_loss": -math.inf}, NOW + timedelta(seconds=1))
+    epochs = store.list_epochs(alice.id, "r1")
+    assert [e.epoch for e in epochs] == [0, 1]
+    assert math.isnan(epochs[0].logs["loss"]) and epochs[0].logs["val_loss"] == -math.inf  # type: ignore[arg-type]
+    assert "acc" not in epochs[0].logs and epochs[0].ended_at == NOW + timedelta(seconds=1)
+    state = store.run_state(alice.id, "r1")
+    assert state.last_epoch == epochs[1] and state.run.run_id == "r1"
+
+
+def test_end_run_first_end_wins_and_finished_run_takes_no_epochs(store: Store) -> None:
+    alice = user(store)
+    store.create_model(alice.id, "k1", "mnist", NOW)
+    store.begin_run(alice.id, start("r1", "k1"))
+    later = NOW + timedelta(minutes=5)
+    ended = store.end_run(alice.id, "r1", "stopped", "STOP from alice", {"loss": 0.25}, later)
+    assert (ended.status, ended.reason, ended.final_logs, ended.ended_at) == (
+        "stopped", "STOP from alice", {"loss": 0.25}, later)
+    assert store.end_run(alice.id, "r1", "failed", "late", {}, later + timedelta(1)) == ended
+    assert store.get_run(alice.id, "r1") == ended
+    with pytest.raises(InvalidState):
+        store.upsert_epoch(alice.id, "r1", 3, {"loss": 1.0}, later)
+    assert store.list_epochs(alice.id, "r1") == []
+
+
+def test_another_users_run_does_not_exist(store: Store) -> None:
+    alice, bob = user(store), user(store, "bob")
+    store.create_model(alice.id, "k1", "mnist", NOW)
+    store.begin_run(alice.id, start("r1", "k1"))
+    for call in (
+        lambda: store.get_run(bob.id, "r1"),
+        lambda: store.upsert_epoch(bob.id, "r1", 0, {}, NOW),
+        lambda: store.end_run(bob.id, "r1", "completed", None, {}, NOW),
+        lambda: store.list_epochs(bob.id, "r1"),
+        lambda: store.delete_run(bob.id, "r1"),
+        lambda: store.run_state(bob.id, "r1"),
+        lambda: store.upsert_epoch(alice.id, "nope", 0, {}, NOW),
+    ):
+        with pytest.raises(DoesNotExist):
+            call()
+    assert store.get_run(alice.id, "r1").status == "running"
+    assert store.list_epochs(alice.id, "r1") == []
+
+
+def test_concurrent_fits_get_distinct_consecutive_numbers(store_url: str) -> None:
+    """Eight threads, each with its own store instance, start runs of one model at once."""
+    setup = open_store(store_url)
+    alice = user(setup)
+    setup.create_model(alice.id, "k1", "mnist", NOW)
+    stores = [open_store(store_url) for _ in range(8)]
+    barrier = threading.Barrier(len(stores))
+    numbers: list[int] = []
+    errors: list[BaseException] = []
+
+    def fit(i: int, s: Store) -> None:
+        try:
+            barrier.wait()
+            for j in range(3):
+                numbers.append(s.begin_run(alice.id, start(f"r{i}_{j}", "k1"))[0].number)
+        except BaseException as exc:  # collected: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fit, args=(i, s)) for i, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+    assert errors == []
+    assert sorted(numbers) == list(range(1, 25))
+    assert [r.number for r in setup.list_runs(alice.id, "k1")] == list(range(24, 0, -1))
+    assert setup.get_model(alice.id, "k1").runs == 24
+    setup.close()
+
+
+def test_firestore_run_counter_holds_under_transaction_conflicts(request: pytest.FixtureRequest) -> None:
+    """Without the in-process lock, only the Firestore transaction keeps concurrent numbers apart."""
+    from fitwire.webhook.store.firestore import FirestoreStore
+    from tests.fixtures.webhook import FIRESTORE_PROJECT, reset_firestore
+
+    reset_firestore(request.getfixturevalue("firestore_emulator"))
+    setup = FirestoreStore(FIRESTORE_PROJECT)
+    alice = user(setup)
+    setup.create_model(alice.id, "k1", "mnist", NOW)
+    stores = [FirestoreStore(FIRESTORE_PROJECT, serialize_runs=False) for _ in range(2)]
+    numbers: list[int] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def fit(i: int) -> None:
+        try:
+            barrier.wait()
+            for j in range(2):
+                numbers.append(stores[i].begin_run(alice.id, start(f"r{i}_{j}", "k1"))[0].number)
+        except BaseException as exc:  # collected: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fit, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(numbers) == [1, 2, 3, 4]
+    assert setup.get_model(alice.id, "k1").runs == 4

@@ -1,0 +1,13 @@
+"""The webhook's HTTP API: one blueprint per resource, registered by :func:`fitwire.webhook.create_app`.
+
+A new resource group (jobs, nodes, artifacts) is a new module here with a
+``bp`` blueprint, added to ``BLUEPRINTS`` and to ``fitwire.webhook.openapi``.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from fitwire.webhook.api import auth, events, health, models, runs
+
+BLUEPRINTS: tuple[Blueprint, ...] = (health.bp, auth.bp, models.bp, runs.bp, events.bp)

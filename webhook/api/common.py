@@ -1,0 +1,180 @@
+"""What every blueprint shares: the store, the caller's identity, request bodies, JSON shapes.
+
+Bodies are pydantic models with ``extra="forbid"`` and strict types, so an
+unknown field or a wrong type is a 400 whose message names the field, and
+nothing is stored. Entities become JSON here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+from flask import current_app, g, request
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from fitwire.webhook.security import hash_secret
+from fitwire.webhook.store.base import (
+    Epoch,
+    InvalidRequest,
+    Model,
+    PermissionDenied,
+    Run,
+    Store,
+    Unauthenticated,
+    User,
+    to_wire_json,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+B = TypeVar("B", bound=BaseModel)
+
+# Usernames are the first part of routing keys (``<owner>.<model_key>.<run_id>``): no dots, no wildcards.
+Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{2,32}$")]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
+# Printable, no control characters (PostgreSQL refuses NUL; terminals choke on the rest).
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""Run ids and model keys: routing-key safe."""
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def store() -> Store:
+    return current_app.extensions["fitwire_store"]  # type: ignore[no-any-return]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z``: what every time in the API looks like."""
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One sentence naming the first bad field."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "json_invalid":
+        return f"The body is not valid JSON ({first['msg']})."
+    if first["type"] == "extra_forbidden":
+        return f"Unknown field {where!r}."
+    if first["type"] == "missing":
+        return f"Field {where!r} is required."
+    if not where:
+        return "The body must be a JSON object."
+    return f"Field {where!r}: {first['msg']}."
+
+
+def parse_body(model: type[B]) -> B:
+    """The request body as ``model``. Raises: InvalidRequest naming the field."""
+    data = request.get_data(cache=True)
+    if not data:
+        raise InvalidRequest("The request needs a JSON body.")
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise InvalidRequest(validation_message(exc)) from None
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def authenticated(view: F) -> F:
+    """Require ``Authorization: Bearer <token>``; the user is ``g.user`` and the token's hash ``g.token_hash``."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        token = bearer_token()
+        if token is None:
+            raise Unauthenticated("This needs an 'Authorization: Bearer <token>' header; log in first.")
+        g.token_hash = hash_secret(token)
+        g.user = store().user_for_token(g.token_hash, now())
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def admin_only(view: F) -> F:
+    """Like :func:`authenticated`, and the user must be an admin."""
+
+    @authenticated
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not g.user.is_admin:
+            raise PermissionDenied("Only an admin may do this.")
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def check_id(value: str, what: str) -> str:
+    """Raises: DoesNotExist-shaped 404 is not right for garbage; InvalidRequest names ``what``."""
+    if not ID_PATTERN.match(value):
+        raise InvalidRequest(f"{what} must be 1 to 64 letters, digits, '_' or '-'.")
+    return value
+
+
+# --- entities as JSON -----------------------------------------------------------------------
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "is_admin": user.is_admin,
+        "created_at": iso(user.created_at),
+    }
+
+
+def model_json(model: Model) -> dict[str, Any]:
+    return {
+        "key": model.key,
+        "name": model.name,
+        "owner": model.owner,
+        "created_at": iso(model.created_at),
+        "runs": model.runs,
+    }
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "model_key": run.model_key,
+        "owner": run.owner,
+        "number": run.number,
+        "name": run.name,
+        "status": run.status,
+        "reason": run.reason,
+        "params": to_wire_json(run.params),
+        "epochs": run.epochs,
+        "steps": run.steps,
+        "host": run.host,
+        "framework": run.framework,
+        "framework_version": run.framework_version,
+        "started_at": iso(run.started_at),
+        "ended_at": iso(run.ended_at),
+        "final_logs": to_wire_json(run.final_logs),
+    }
+
+
+def epoch_json(epoch: Epoch) -> dict[str, Any]:
+    return {
+        "run_id": epoch.run_id,
+        "epoch": epoch.epoch,
+        "logs": to_wire_json(epoch.logs),
+        "ended_at": iso(epoch.ended_at),
+    }

@@ -1,0 +1,79 @@
+"""``POST /api/v1/events``: the Tracker's outbox delivers ``train_begin``, ``epoch_end`` and ``train_end`` here.
+
+The body is one wire message, decoded with the shared schema
+(:func:`fitwire.broker.decode`), never a second copy of it. Every event is
+idempotent, so the outbox may resend after a lost response. The owner is the
+token's user; the message's ``owner`` field is ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from flask import Blueprint, g, request
+from pydantic import Field
+
+from fitwire.broker import DecodeError, EpochEnd, TrainBegin, TrainEnd, decode
+from fitwire.broker.topology import ANY_RUN
+from fitwire.webhook.api.common import ID_PATTERN, authenticated, run_json, store
+from fitwire.webhook.store.base import InvalidRequest, RunStart
+
+bp = Blueprint("events", __name__, url_prefix="/api/v1")
+
+StoredEvent = Annotated[TrainBegin | EpochEnd | TrainEnd, Field(discriminator="type")]
+"""The events the webhook persists; batches and the rest are live-only."""
+
+INT_MAX = 2**31 - 1  # PostgreSQL INTEGER; a larger epoch is garbage, not a training
+MAX_TEXT = {"host": 255, "framework": 64, "framework_version": 64}
+
+
+def _check(event: TrainBegin | EpochEnd | TrainEnd) -> datetime:
+    """Refuse values the store cannot hold; the event's time as a datetime. Raises: InvalidRequest."""
+    for field in ("run_id", "model_key"):
+        value = getattr(event, field)
+        if not ID_PATTERN.match(value) or value == ANY_RUN:
+            raise InvalidRequest(f"Field {field!r} must be 1 to 64 letters, digits, '_' or '-' (not 'any').")
+    numbers = {"epoch": getattr(event, "epoch", 0)}
+    if isinstance(event, TrainBegin):
+        numbers.update(epochs=event.epochs or 0, steps=event.steps or 0)
+        for field, limit in MAX_TEXT.items():
+            if len(getattr(event, field)) > limit:
+                raise InvalidRequest(f"Field {field!r} is longer than {limit} characters.")
+    for field, value in numbers.items():
+        if not 0 <= value <= INT_MAX:
+            raise InvalidRequest(f"Field {field!r} must be between 0 and {INT_MAX}.")
+    if not math.isfinite(event.ts) or not 0 <= event.ts < 253402300800:  # before year 10000
+        raise InvalidRequest("Field 'ts' must be a Unix time.")
+    return datetime.fromtimestamp(event.ts, UTC)
+
+
+@bp.post("/events")
+@authenticated
+def post_event() -> tuple[dict[str, Any], int]:
+    """200 ``{"run": Run}``; 201 when ``train_begin`` created the run."""
+    try:
+        event = decode(request.get_data(), StoredEvent)
+    except DecodeError as exc:
+        raise InvalidRequest(f"The body is not a stored event: {exc}.") from None
+    at = _check(event)
+    if isinstance(event, TrainBegin):
+        start = RunStart(
+            run_id=event.run_id,
+            model_key=event.model_key,
+            started_at=at,
+            params=event.params,
+            epochs=event.epochs,
+            steps=event.steps,
+            host=event.host,
+            framework=event.framework,
+            framework_version=event.framework_version,
+        )
+        run, created = store().begin_run(g.user.id, start)
+        return {"run": run_json(run)}, 201 if created else 200
+    if isinstance(event, EpochEnd):
+        run = store().upsert_epoch(g.user.id, event.run_id, event.epoch, dict(event.logs), at)
+    else:
+        run = store().end_run(g.user.id, event.run_id, event.status, event.reason, dict(event.logs), at)
+    return {"run": run_json(run)}, 200

@@ -1,0 +1,117 @@
+"""The webhook's Flask application factory.
+
+``create_app(config)``: defaults from ``FITWIRE_*`` settings, then ``config``
+(tests pass a ready store as ``STORE``). Every error, ours or Werkzeug's, is
+answered as ``{"error": {"code", "message"}}`` with the status of
+``docs/http-api.md``; request bodies are never logged (they hold passwords).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from fitwire.settings import Settings
+from fitwire.webhook.api import BLUEPRINTS
+from fitwire.webhook.security import LoginGuard, RateLimited
+from fitwire.webhook.store.base import STATUS_OF, Store, StoreError
+from fitwire.webhook.store.factory import open_store
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+"""Largest request body accepted (1 MiB); more is a 413 PAYLOAD_TOO_LARGE."""
+
+_HTTP_CODES = {
+    400: "INVALID_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    405: "METHOD_NOT_ALLOWED",
+    409: "RESOURCE_ALREADY_EXISTS",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "INVALID_REQUEST",
+    429: "RATE_LIMITED",
+}
+
+
+def error_response(code: str, message: str, status: int) -> Response:
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def _defaults(settings: Settings) -> dict[str, Any]:
+    return {
+        "STORE_URL": settings.store_url,
+        "STORE": None,  # a ready Store instance wins over STORE_URL
+        "AMQP_URL": settings.amqp_url,
+        "SIGNUP": settings.signup,
+        "TOKEN_TTL_SECONDS": 30 * 24 * 3600,
+        "INVITATION_TTL_SECONDS": 7 * 24 * 3600,
+        "LOGIN_MAX_FAILURES": 5,
+        "LOGIN_WINDOW_SECONDS": 300,
+        "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
+    }
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the webhook app.
+
+    Args:
+        config: overrides of the defaults: ``STORE`` (a :class:`Store`) or
+            ``STORE_URL``, ``AMQP_URL``, ``SIGNUP`` (``open``/``invite``),
+            ``TOKEN_TTL_SECONDS``, ``INVITATION_TTL_SECONDS``,
+            ``LOGIN_MAX_FAILURES``, ``LOGIN_WINDOW_SECONDS``, ``MAX_CONTENT_LENGTH``.
+
+    Raises:
+        SchemaOutOfDate: the SQL store's schema needs ``fitwire webhook upgrade``.
+        Unavailable: the store does not answer.
+        SettingsError: a ``FITWIRE_*`` variable is invalid.
+    """
+    app = Flask("fitwire.webhook", static_folder=None)
+    app.config.update(_defaults(Settings.from_env()))
+    app.config.update(config or {})
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    store: Store = app.config["STORE"] or open_store(app.config["STORE_URL"])
+    app.extensions["fitwire_store"] = store
+    app.extensions["fitwire_login_guard"] = LoginGuard(
+        app.config["LOGIN_MAX_FAILURES"], app.config["LOGIN_WINDOW_SECONDS"]
+    )
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+
+    @app.errorhandler(StoreError)
+    def _store_error(exc: StoreError) -> Response:
+        response = error_response(exc.code, exc.message, STATUS_OF.get(exc.code, 500))
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        if exc.code == "UNAUTHENTICATED":
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if status == 413:
+            message = f"The body is larger than the limit of {app.config['MAX_CONTENT_LENGTH']} bytes."
+        elif status == 404:
+            message = "No such route."
+        else:
+            message = exc.description or exc.name
+        response = error_response(_HTTP_CODES.get(status, "INVALID_REQUEST"), message, status)
+        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unexpected error in the webhook")  # the traceback, never the request body
+        return error_response("INTERNAL_ERROR", "The webhook failed unexpectedly; see its log.", 500)
+
+    return app

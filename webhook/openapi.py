@@ -1,0 +1,117 @@
+"""The OpenAPI 3 document served at ``/openapi.json``; a test keeps it and the routes in step.
+
+Request bodies are the pydantic body models themselves, so the document cannot
+drift from what the views accept.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from fitwire import __version__
+
+_ERROR = {"$ref": "#/components/responses/Error"}
+
+
+def _obj(**props: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": props}
+
+
+_S, _I, _B, _T = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "string", "format": "date-time"}
+_NULLABLE_T = {"type": "string", "format": "date-time", "nullable": True}
+_LOGS = {"type": "object", "additionalProperties": {"oneOf": [{"type": "number"}, {"type": "string"}], "nullable": True}}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj(error=_obj(code=_S, message=_S)),
+    "User": _obj(id=_S, username=_S, display_name=_S, is_admin=_B, created_at=_T),
+    "Model": _obj(key=_S, name=_S, owner=_S, created_at=_T, runs=_I),
+    "Run": _obj(
+        run_id=_S, model_key=_S, owner=_S, number=_I, name=_S,
+        status={"type": "string", "enum": ["running", "completed", "stopped", "failed"]},
+        reason={"type": "string", "nullable": True}, params={"type": "object"},
+        epochs={"type": "integer", "nullable": True}, steps={"type": "integer", "nullable": True},
+        host=_S, framework=_S, framework_version=_S, started_at=_T, ended_at=_NULLABLE_T, final_logs=_LOGS,
+    ),
+    "Epoch": _obj(run_id=_S, epoch=_I, logs=_LOGS, ended_at=_T),
+}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _ok(schema: dict[str, Any] | None, status: str = "200") -> dict[str, Any]:
+    if schema is None:
+        return {status: {"description": "Done; no body."}}
+    return {status: {"description": "OK", "content": {"application/json": {"schema": schema}}}}
+
+
+def _op(summary: str, responses: dict[str, Any], body: Any = None, auth: bool = True,
+        params: tuple[str, ...] = ()) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {**responses, "default": _ERROR}}
+    if body is not None:
+        schema = body if isinstance(body, dict) else body.model_json_schema()
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    if not auth:
+        op["security"] = []
+    if params:
+        op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": _S} for p in params]
+    return op
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    from fitwire.webhook.api.auth import LoginBody, PasswordBody, ProfileBody, SignupBody
+    from fitwire.webhook.api.models import ModelBody
+
+    user, model, run, epoch = _ref("User"), _ref("Model"), _ref("Run"), _ref("Epoch")
+    run_box = _obj(run=run)
+    event = {"type": "object", "description": "One encoded wire message (fitwire.broker.messages): "
+             "train_begin, epoch_end or train_end.", "required": ["type", "run_id", "model_key"]}
+    paths: dict[str, dict[str, Any]] = {
+        "/health": {"get": _op("Service and store health.", _ok(_obj(status=_S, version=_S, store=_S)), auth=False)},
+        "/openapi.json": {"get": _op("This document.", _ok({"type": "object"}), auth=False)},
+        "/api/v1/session": {"get": _op("The caller, the broker URL and protocol versions.",
+                                       _ok(_obj(user=user, amqp_url=_S, protocol_versions={"type": "array", "items": _I})))},
+        "/api/v1/auth/signup": {"post": _op("Sign up (open, or with an invitation).", _ok(user, "201"), SignupBody, auth=False)},
+        "/api/v1/auth/login": {"post": _op("Log in; returns an API token.",
+                                           _ok(_obj(token=_S, expires_at=_T, user=user)), LoginBody, auth=False)},
+        "/api/v1/auth/logout": {"post": _op("Revoke the token used.", _ok(None, "204"))},
+        "/api/v1/me": {"get": _op("The caller's profile.", _ok(user)),
+                       "patch": _op("Change the display name.", _ok(user), ProfileBody)},
+        "/api/v1/me/password": {"post": _op("Change the password.", _ok(None, "204"), PasswordBody)},
+        "/api/v1/invitations": {"post": _op("Admin: a one-time sign-up invitation.", _ok(_obj(token=_S, expires_at=_T), "201"))},
+        "/api/v1/models": {"get": _op("The caller's models.", _ok(_obj(models={"type": "array", "items": model}))),
+                           "post": _op("Create a model (returns its key).", _ok(model, "201"), ModelBody)},
+        "/api/v1/models/{key}": {
+            "get": _op("One model.", _ok(model), params=("key",)),
+            "patch": _op("Rename a model.", _ok(model), ModelBody, params=("key",)),
+            "delete": _op("Delete a model with its runs and epochs.", _ok(None, "204"), params=("key",)),
+        },
+        "/api/v1/models/{key}/runs": {"get": _op("A model's runs, newest first.",
+                                                 _ok(_obj(runs={"type": "array", "items": run})), params=("key",))},
+        "/api/v1/runs/{run_id}": {"get": _op("One run.", _ok(run), params=("run_id",)),
+                                  "delete": _op("Delete a run and its epochs.", _ok(None, "204"), params=("run_id",))},
+        "/api/v1/runs/{run_id}/epochs": {"get": _op("A run's epochs by number.",
+                                                    _ok(_obj(epochs={"type": "array", "items": epoch})), params=("run_id",))},
+        "/api/v1/runs/{run_id}/state": {"get": _op("A run, its epochs and the last epoch at once.",
+                                                   _ok(_obj(run=run, epochs={"type": "array", "items": epoch},
+                                                            last_epoch={**epoch, "nullable": True})), params=("run_id",))},
+        "/api/v1/events": {"post": _op("Persist a train_begin / epoch_end / train_end (idempotent).",
+                                       {**_ok(run_box), **_ok(run_box, "201")}, event)},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "fitwire webhook", "version": __version__,
+                 "description": "Users, model keys, runs and epochs. Errors: {\"error\": {\"code\", \"message\"}}."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Error": {"description": "An error.",
+                                    "content": {"application/json": {"schema": _ref("Error")}}}},
+        },
+    }

@@ -1,0 +1,388 @@
+"""The store contract: entities, domain errors, and the abstract store every backend implements.
+
+Rows and snapshots never leave a store: every method returns the frozen
+entities below. Every failure a caller can act on is a :class:`StoreError`
+with a code the HTTP layer maps to a status (``STATUS_OF``). Ownership is
+part of the contract: a method that takes ``owner_id`` treats another user's
+model or run exactly like one that does not exist, so ids do not leak.
+
+Adding an entity group (jobs, nodes, artifacts) means: new entities and
+abstract methods here, their implementation in each backend, a new Alembic
+revision for the SQL schema, and the contract tests in ``tests/webhook``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from fitwire.broker.errors import FitwireError
+
+RunStatus = Literal["running", "completed", "stopped", "failed"]
+FINISHED: frozenset[str] = frozenset({"completed", "stopped", "failed"})
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+class StoreError(FitwireError):
+    """A store operation failed in a way the caller can report; ``code`` names the reason."""
+
+    code = "INTERNAL_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(StoreError):
+    """The request names a value the store cannot accept."""
+
+    code = "INVALID_REQUEST"
+
+
+class Unauthenticated(StoreError):
+    """No valid identity: unknown, expired or revoked token."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(StoreError):
+    """The identity is known but may not do this (not an admin, bad invitation)."""
+
+    code = "PERMISSION_DENIED"
+
+
+class DoesNotExist(StoreError):
+    """No such resource, or it belongs to someone else."""
+
+    code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class AlreadyExists(StoreError):
+    """A resource with this unique name or id exists already."""
+
+    code = "RESOURCE_ALREADY_EXISTS"
+
+
+class InvalidState(StoreError):
+    """The resource is in a state that forbids the operation (an epoch for a finished run)."""
+
+    code = "INVALID_STATE"
+
+
+class Unavailable(StoreError):
+    """The database does not answer; retrying later may succeed."""
+
+    code = "TEMPORARILY_UNAVAILABLE"
+
+
+class SchemaOutOfDate(StoreError):
+    """The database schema is not the one this build needs; the message says which command fixes it."""
+
+    code = "SCHEMA_OUT_OF_DATE"
+
+
+STATUS_OF: dict[str, int] = {
+    "INVALID_REQUEST": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "RESOURCE_DOES_NOT_EXIST": 404,
+    "RESOURCE_ALREADY_EXISTS": 409,
+    "INVALID_STATE": 409,
+    "PAYLOAD_TOO_LARGE": 413,
+    "RATE_LIMITED": 429,
+    "INTERNAL_ERROR": 500,
+    "SCHEMA_OUT_OF_DATE": 503,
+    "TEMPORARILY_UNAVAILABLE": 503,
+}
+"""HTTP status of each error code (docs/http-api.md)."""
+
+
+# --- entities -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    username: str
+    display_name: str
+    is_admin: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A user with the password hash, for log-in only; never serialised."""
+
+    user: User
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class Token:
+    user_id: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Invitation:
+    created_by: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Model:
+    key: str
+    name: str
+    owner: str
+    """The owner's username (the first part of the model's routing keys)."""
+    created_at: datetime
+    runs: int
+    """How many runs the model has now (deleted runs do not count; their numbers are not reused)."""
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a ``train_begin`` says about a new run."""
+
+    run_id: str
+    model_key: str
+    started_at: datetime
+    params: dict[str, Any] = field(default_factory=dict)
+    epochs: int | None = None
+    steps: int | None = None
+    host: str = ""
+    framework: str = ""
+    framework_version: str = ""
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    model_key: str
+    owner: str
+    number: int
+    status: RunStatus
+    reason: str | None
+    params: dict[str, Any]
+    epochs: int | None
+    steps: int | None
+    host: str
+    framework: str
+    framework_version: str
+    started_at: datetime
+    ended_at: datetime | None
+    final_logs: dict[str, float | None]
+
+    @property
+    def name(self) -> str:
+        """DL-Tracker's training name: ``training_001``, ``training_002``, …"""
+        return f"training_{self.number:03d}"
+
+
+@dataclass(frozen=True)
+class Epoch:
+    run_id: str
+    epoch: int
+    logs: dict[str, float | None]
+    ended_at: datetime
+
+
+@dataclass(frozen=True)
+class RunState:
+    """Everything a client joining mid-run needs to draw at once."""
+
+    run: Run
+    epochs: list[Epoch]
+
+    @property
+    def last_epoch(self) -> Epoch | None:
+        return self.epochs[-1] if self.epochs else None
+
+
+# --- JSON helpers shared by the backends -------------------------------------------------
+
+
+def to_wire_json(value: Any) -> Any:
+    """``value`` with non-finite floats as ``"NaN"``/``"Infinity"``/``"-Infinity"`` (valid JSON, any depth)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): to_wire_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_wire_json(v) for v in value]
+    return value
+
+
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def logs_from_json(logs: dict[str, Any]) -> dict[str, float | None]:
+    """Stored logs back to floats (the inverse of :func:`to_wire_json` for flat metric logs)."""
+    return {k: (_NON_FINITE[v] if isinstance(v, str) and v in _NON_FINITE else v) for k, v in logs.items()}
+
+
+# --- the contract -----------------------------------------------------------------------
+
+
+class Store(ABC):
+    """The webhook's memory. Every method is one transaction: it commits as a whole or changes nothing.
+
+    Raises (every method): :class:`Unavailable` when the database does not
+    answer; the method's own domain errors as documented.
+    """
+
+    kind: str = "?"
+    """Backend name shown by ``/health``: ``sqlite``, ``postgresql`` or ``firestore``."""
+
+    # users ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def create_user(
+        self,
+        username: str,
+        password_hash: str,
+        *,
+        display_name: str = "",
+        is_admin: bool = False,
+        invitation_hash: str | None = None,
+        now: datetime,
+    ) -> User:
+        """Create a user. With ``invitation_hash`` the invitation is consumed in the same transaction.
+
+        Raises:
+            AlreadyExists: the username is taken.
+            PermissionDenied: the invitation is unknown, used or expired (``now``).
+        """
+
+    @abstractmethod
+    def get_user(self, user_id: str) -> User:
+        """Raises: DoesNotExist."""
+
+    @abstractmethod
+    def get_credentials(self, username: str) -> Credentials:
+        """The user and password hash for log-in. Raises: DoesNotExist."""
+
+    @abstractmethod
+    def update_user(self, user_id: str, *, display_name: str) -> User:
+        """Change the profile. Raises: DoesNotExist."""
+
+    @abstractmethod
+    def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        """Replace the password hash. Raises: DoesNotExist."""
+
+    @abstractmethod
+    def count_users(self) -> int:
+        """How many users exist."""
+
+    # tokens and invitations --------------------------------------------------------------
+
+    @abstractmethod
+    def create_token(self, user_id: str, token_hash: str, expires_at: datetime) -> Token:
+        """Remember an API token by its hash. Raises: DoesNotExist (no such user)."""
+
+    @abstractmethod
+    def user_for_token(self, token_hash: str, now: datetime) -> User:
+        """The user a token belongs to. Raises: Unauthenticated (unknown, revoked, or expired at ``now``)."""
+
+    @abstractmethod
+    def revoke_token(self, token_hash: str) -> None:
+        """Make a token unusable; revoking an unknown or revoked token does nothing."""
+
+    @abstractmethod
+    def create_invitation(self, invitation_hash: str, created_by: str, expires_at: datetime) -> Invitation:
+        """Remember a one-time sign-up invitation by its hash."""
+
+    # models ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def create_model(self, owner_id: str, key: str, name: str, now: datetime) -> Model:
+        """Raises: AlreadyExists (the owner has a model of that name, or the key is taken)."""
+
+    @abstractmethod
+    def list_models(self, owner_id: str) -> list[Model]:
+        """The owner's models, oldest first."""
+
+    @abstractmethod
+    def get_model(self, owner_id: str, key: str) -> Model:
+        """Raises: DoesNotExist (also when another user owns it)."""
+
+    @abstractmethod
+    def rename_model(self, owner_id: str, key: str, name: str) -> Model:
+        """Raises: DoesNotExist; AlreadyExists (the owner has another model of that name)."""
+
+    @abstractmethod
+    def delete_model(self, owner_id: str, key: str) -> None:
+        """Delete a model with its runs and their epochs. Raises: DoesNotExist."""
+
+    # runs and epochs ---------------------------------------------------------------------
+
+    @abstractmethod
+    def begin_run(self, owner_id: str, start: RunStart) -> tuple[Run, bool]:
+        """Create a run numbered next for its model, atomically; ``(run, created)``.
+
+        Idempotent: when ``start.run_id`` exists already for this owner and
+        model, that run is returned unchanged with ``created=False``.
+
+        Raises:
+            DoesNotExist: no such model for this owner.
+            AlreadyExists: the run id is used by another model.
+        """
+
+    @abstractmethod
+    def upsert_epoch(
+        self, owner_id: str, run_id: str, epoch: int, logs: dict[str, float | None], ended_at: datetime
+    ) -> Run:
+        """Insert or replace the epoch ``(run_id, epoch)``; returns the run.
+
+        Raises: DoesNotExist (no such run for this owner); InvalidState (the run has finished).
+        """
+
+    @abstractmethod
+    def end_run(
+        self,
+        owner_id: str,
+        run_id: str,
+        status: RunStatus,
+        reason: str | None,
+        logs: dict[str, float | None],
+        ended_at: datetime,
+    ) -> Run:
+        """Set the final status; a run that has finished already is returned unchanged (first end wins).
+
+        Raises: DoesNotExist.
+        """
+
+    @abstractmethod
+    def get_run(self, owner_id: str, run_id: str) -> Run:
+        """Raises: DoesNotExist."""
+
+    @abstractmethod
+    def list_runs(self, owner_id: str, model_key: str) -> list[Run]:
+        """A model's runs, newest (highest number) first. Raises: DoesNotExist (no such model)."""
+
+    @abstractmethod
+    def delete_run(self, owner_id: str, run_id: str) -> None:
+        """Delete a run and its epochs. Raises: DoesNotExist."""
+
+    @abstractmethod
+    def list_epochs(self, owner_id: str, run_id: str) -> list[Epoch]:
+        """A run's epochs by epoch number. Raises: DoesNotExist."""
+
+    def run_state(self, owner_id: str, run_id: str) -> RunState:
+        """The run with all its epochs. Raises: DoesNotExist."""
+        run = self.get_run(owner_id, run_id)
+        return RunState(run=run, epochs=self.list_epochs(owner_id, run_id))
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raises: Unavailable when the database does not answer (``/health`` calls this)."""
+        self.count_users()
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends have nothing to close
+        """Release connections; the store is unusable afterwards."""

@@ -1,0 +1,427 @@
+"""The SQLAlchemy store: SQLite (default, embedded) and PostgreSQL (by URL).
+
+Every public method runs in one managed session (commit on success, rollback
+on any error); rows become entities before they leave. Database errors become
+domain errors: a database that does not answer is :class:`Unavailable`.
+
+Concurrency: on SQLite every writing transaction starts with ``BEGIN
+IMMEDIATE``, so writers queue on the file lock (up to ``busy_timeout``) instead
+of failing when a read lock would need upgrading; on PostgreSQL the run counter
+is an ``UPDATE … RETURNING`` on the model's row, which serialises concurrent
+``begin_run`` calls of one model and nothing else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fitwire.webhook.store import migrate
+from fitwire.webhook.store.base import (
+    FINISHED,
+    AlreadyExists,
+    Credentials,
+    DoesNotExist,
+    Epoch,
+    InvalidState,
+    Invitation,
+    Model,
+    PermissionDenied,
+    Run,
+    RunStart,
+    RunState,
+    RunStatus,
+    Store,
+    StoreError,
+    Token,
+    Unauthenticated,
+    Unavailable,
+    User,
+    to_wire_json,
+)
+from fitwire.webhook.store.sql_schema import (
+    EpochRow,
+    InvitationRow,
+    ModelRow,
+    RunRow,
+    TokenRow,
+    UserRow,
+)
+
+SQLITE_BUSY_SECONDS = 30
+"""How long a SQLite writer waits for the file lock before the request fails as unavailable."""
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url` with fitwire's connection settings (SQLite pragmas and BEGIN IMMEDIATE, psycopg 3)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+            cursor.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; fsync per checkpoint
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            immediate = conn.get_execution_options().get("fitwire_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we ship
+    return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+
+
+class _RaceLost(StoreError):
+    """Another transaction inserted the same run id first; the caller retries once."""
+
+
+class SqlStore(Store):
+    """A :class:`Store` on SQLite or PostgreSQL.
+
+    Args:
+        url: ``sqlite:///path`` or ``postgresql://user@host/db``.
+        auto_create: create the schema when the database is empty (default: on
+            SQLite only, for zero set-up). A database at an older revision is
+            refused either way.
+
+    Raises:
+        SchemaOutOfDate: the schema is not this build's; the message names the upgrade command.
+        Unavailable: the database does not answer.
+    """
+
+    def __init__(self, url: str, *, auto_create: bool | None = None) -> None:
+        self.engine = make_engine(url)
+        self.kind = "sqlite" if self.engine.dialect.name == "sqlite" else "postgresql"
+        self._where = self.engine.url.render_as_string(hide_password=True)
+        self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._write = sessionmaker(
+            bind=self.engine.execution_options(fitwire_write=True), expire_on_commit=False
+        )
+        if auto_create is None:
+            auto_create = self.kind == "sqlite"
+        try:
+            if auto_create and migrate.is_empty(self.engine):
+                migrate.upgrade(self.engine)
+            migrate.check(self.engine, self._where)
+        except (OperationalError, InterfaceError) as exc:
+            self.engine.dispose()
+            raise Unavailable(f"The database at {self._where} does not answer ({exc.orig}).") from None
+        except StoreError:
+            self.engine.dispose()
+            raise
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _session(self, write: bool = False) -> Iterator[Session]:
+        """One transaction: commit when the block ends, roll back and translate on any error."""
+        session = (self._write if write else self._read)()
+        try:
+            yield session
+            session.commit()
+        except StoreError:
+            session.rollback()
+            raise
+        except IntegrityError as exc:
+            session.rollback()
+            raise AlreadyExists(f"That conflicts with an existing record ({exc.orig}).") from None
+        except (OperationalError, InterfaceError) as exc:
+            session.rollback()
+            raise Unavailable(f"The database at {self._where} does not answer ({exc.orig}).") from None
+        except DBAPIError as exc:
+            session.rollback()
+            if exc.connection_invalidated:
+                raise Unavailable(f"The database at {self._where} dropped the connection.") from None
+            raise
+        finally:
+            session.close()
+
+    # --- users -------------------------------------------------------------------------
+
+    def create_user(
+        self,
+        username: str,
+        password_hash: str,
+        *,
+        display_name: str = "",
+        is_admin: bool = False,
+        invitation_hash: str | None = None,
+        now: datetime,
+    ) -> User:
+        with self._session(write=True) as s:
+            invitation = None
+            if invitation_hash is not None:
+                invitation = s.get(InvitationRow, invitation_hash, with_for_update=True)
+                if invitation is None or invitation.used_by is not None or invitation.expires_at <= now:
+                    raise PermissionDenied("The invitation is unknown, used already or expired.")
+            if s.scalar(select(UserRow.id).where(UserRow.username == username)) is not None:
+                raise AlreadyExists(f"The username {username!r} is taken.")
+            row = UserRow(
+                id=uuid.uuid4().hex,
+                username=username,
+                display_name=display_name,
+                is_admin=is_admin,
+                password_hash=password_hash,
+                created_at=now,
+            )
+            s.add(row)
+            if invitation is not None:
+                invitation.used_by, invitation.used_at = row.id, now
+            try:
+                s.flush()
+            except IntegrityError:
+                raise AlreadyExists(f"The username {username!r} is taken.") from None
+            return row.to_entity()
+
+    def _user_row(self, s: Session, user_id: str) -> UserRow:
+        row = s.get(UserRow, user_id)
+        if row is None:
+            raise DoesNotExist("No such user.")
+        return row
+
+    def get_user(self, user_id: str) -> User:
+        with self._session() as s:
+            return self._user_row(s, user_id).to_entity()
+
+    def get_credentials(self, username: str) -> Credentials:
+        with self._session() as s:
+            row = s.scalar(select(UserRow).where(UserRow.username == username))
+            if row is None:
+                raise DoesNotExist(f"No user named {username!r}.")
+            return Credentials(user=row.to_entity(), password_hash=row.password_hash)
+
+    def update_user(self, user_id: str, *, display_name: str) -> User:
+        with self._session(write=True) as s:
+            row = self._user_row(s, user_id)
+            row.display_name = display_name
+            return row.to_entity()
+
+    def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        with self._session(write=True) as s:
+            self._user_row(s, user_id).password_hash = password_hash
+
+    def count_users(self) -> int:
+        with self._session() as s:
+            return s.scalar(select(func.count()).select_from(UserRow)) or 0
+
+    # --- tokens and invitations ------------------------------------------------------------
+
+    def create_token(self, user_id: str, token_hash: str, expires_at: datetime) -> Token:
+        with self._session(write=True) as s:
+            self._user_row(s, user_id)
+            s.add(TokenRow(token_hash=token_hash, user_id=user_id, created_at=datetime.now(expires_at.tzinfo),
+                           expires_at=expires_at))
+            return Token(user_id=user_id, expires_at=expires_at)
+
+    def user_for_token(self, token_hash: str, now: datetime) -> User:
+        with self._session() as s:
+            found = s.execute(
+                select(TokenRow, UserRow).join(UserRow, UserRow.id == TokenRow.user_id)
+                .where(TokenRow.token_hash == token_hash)
+            ).first()
+            if found is None or found[0].revoked_at is not None:
+                raise Unauthenticated("The token is unknown or revoked; log in again.")
+            if found[0].expires_at <= now:
+                raise Unauthenticated("The token has expired; log in again.")
+            return found[1].to_entity()
+
+    def revoke_token(self, token_hash: str) -> None:
+        with self._session(write=True) as s:
+            s.execute(
+                update(TokenRow)
+                .where(TokenRow.token_hash == token_hash, TokenRow.revoked_at.is_(None))
+                .values(revoked_at=func.now())
+            )
+
+    def create_invitation(self, invitation_hash: str, created_by: str, expires_at: datetime) -> Invitation:
+        with self._session(write=True) as s:
+            self._user_row(s, created_by)
+            s.add(InvitationRow(invitation_hash=invitation_hash, created_by=created_by,
+                                created_at=datetime.now(expires_at.tzinfo), expires_at=expires_at))
+            return Invitation(created_by=created_by, expires_at=expires_at)
+
+    # --- models ----------------------------------------------------------------------------
+
+    def _model(self, s: Session, owner_id: str, key: str) -> tuple[ModelRow, str]:
+        found = s.execute(
+            select(ModelRow, UserRow.username).join(UserRow, UserRow.id == ModelRow.owner_id)
+            .where(ModelRow.key == key, ModelRow.owner_id == owner_id)
+        ).first()
+        if found is None:
+            raise DoesNotExist(f"No model with key {key!r}.")
+        return found[0], found[1]
+
+    def _count_runs(self, s: Session, key: str) -> int:
+        return s.scalar(select(func.count()).select_from(RunRow).where(RunRow.model_key == key)) or 0
+
+    def _name_taken(self, s: Session, owner_id: str, name: str, but: str | None = None) -> None:
+        query = select(ModelRow.key).where(ModelRow.owner_id == owner_id, ModelRow.name == name)
+        if but is not None:
+            query = query.where(ModelRow.key != but)
+        if s.scalar(query) is not None:
+            raise AlreadyExists(f"You have a model named {name!r} already.")
+
+    def create_model(self, owner_id: str, key: str, name: str, now: datetime) -> Model:
+        with self._session(write=True) as s:
+            owner = self._user_row(s, owner_id).username
+            self._name_taken(s, owner_id, name)
+            row = ModelRow(key=key, owner_id=owner_id, name=name, created_at=now, run_counter=0)
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError:
+                raise AlreadyExists(f"You have a model named {name!r} already.") from None
+            return row.to_entity(owner, 0)
+
+    def list_models(self, owner_id: str) -> list[Model]:
+        runs = select(func.count()).where(RunRow.model_key == ModelRow.key).correlate(ModelRow).scalar_subquery()
+        with self._session() as s:
+            rows = s.execute(
+                select(ModelRow, UserRow.username, runs).join(UserRow, UserRow.id == ModelRow.owner_id)
+                .where(ModelRow.owner_id == owner_id).order_by(ModelRow.created_at, ModelRow.key)
+            ).all()
+            return [row.to_entity(owner, count) for row, owner, count in rows]
+
+    def get_model(self, owner_id: str, key: str) -> Model:
+        with self._session() as s:
+            row, owner = self._model(s, owner_id, key)
+            return row.to_entity(owner, self._count_runs(s, key))
+
+    def rename_model(self, owner_id: str, key: str, name: str) -> Model:
+        with self._session(write=True) as s:
+            row, owner = self._model(s, owner_id, key)
+            self._name_taken(s, owner_id, name, but=key)
+            row.name = name
+            return row.to_entity(owner, self._count_runs(s, key))
+
+    def delete_model(self, owner_id: str, key: str) -> None:
+        with self._session(write=True) as s:
+            self._model(s, owner_id, key)
+            run_ids = select(RunRow.run_id).where(RunRow.model_key == key)
+            s.execute(delete(EpochRow).where(EpochRow.run_id.in_(run_ids)))
+            s.execute(delete(RunRow).where(RunRow.model_key == key))
+            s.execute(delete(ModelRow).where(ModelRow.key == key))
+
+    # --- runs and epochs ---------------------------------------------------------------------
+
+    def _run(self, s: Session, owner_id: str, run_id: str) -> tuple[RunRow, str]:
+        found = s.execute(
+            select(RunRow, UserRow.username).join(ModelRow, ModelRow.key == RunRow.model_key)
+            .join(UserRow, UserRow.id == ModelRow.owner_id)
+            .where(RunRow.run_id == run_id, ModelRow.owner_id == owner_id)
+        ).first()
+        if found is None:
+            raise DoesNotExist(f"No run with id {run_id!r}.")
+        return found[0], found[1]
+
+    def begin_run(self, owner_id: str, start: RunStart) -> tuple[Run, bool]:
+        try:
+            return self._begin_run(owner_id, start)
+        except _RaceLost:
+            # Two requests raced to create the same run id (the outbox retried while the
+            # first was still in flight): the loser's insert failed; now the run exists.
+            return self._begin_run(owner_id, start)
+
+    def _begin_run(self, owner_id: str, start: RunStart) -> tuple[Run, bool]:
+        with self._session(write=True) as s:
+            model, owner = self._model(s, owner_id, start.model_key)
+            existing = s.get(RunRow, start.run_id)
+            if existing is not None:
+                if existing.model_key != model.key:
+                    raise AlreadyExists(f"The run id {start.run_id!r} belongs to another model.")
+                return existing.to_entity(owner), False
+            number = s.execute(
+                update(ModelRow).where(ModelRow.key == model.key)
+                .values(run_counter=ModelRow.run_counter + 1).returning(ModelRow.run_counter)
+            ).scalar_one()
+            row = RunRow(
+                run_id=start.run_id, model_key=model.key, number=number, status="running", reason=None,
+                params=to_wire_json(start.params), epochs=start.epochs, steps=start.steps, host=start.host,
+                framework=start.framework, framework_version=start.framework_version,
+                started_at=start.started_at, ended_at=None, final_logs={},
+            )
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError:
+                raise _RaceLost(start.run_id) from None
+            return row.to_entity(owner), True
+
+    def upsert_epoch(
+        self, owner_id: str, run_id: str, epoch: int, logs: dict[str, float | None], ended_at: datetime
+    ) -> Run:
+        with self._session(write=True) as s:
+            run, owner = self._run(s, owner_id, run_id)
+            if run.status in FINISHED:
+                raise InvalidState(f"The run {run_id!r} has finished ({run.status}); it takes no more epochs.")
+            values = {"run_id": run_id, "epoch": epoch, "logs": to_wire_json(logs), "ended_at": ended_at}
+            # One statement, so two deliveries of the same epoch cannot race into a duplicate key.
+            insert = pg_insert if self.kind == "postgresql" else sqlite_insert
+            stmt = insert(EpochRow).values(**values)
+            s.execute(stmt.on_conflict_do_update(
+                index_elements=["run_id", "epoch"], set_={"logs": stmt.excluded.logs, "ended_at": stmt.excluded.ended_at}
+            ))
+            return run.to_entity(owner)
+
+    def end_run(
+        self, owner_id: str, run_id: str, status: RunStatus, reason: str | None,
+        logs: dict[str, float | None], ended_at: datetime,
+    ) -> Run:
+        with self._session(write=True) as s:
+            run, owner = self._run(s, owner_id, run_id)
+            if run.status not in FINISHED:
+                run.status, run.reason, run.ended_at = status, reason, ended_at
+                run.final_logs = to_wire_json(logs)
+            return run.to_entity(owner)
+
+    def get_run(self, owner_id: str, run_id: str) -> Run:
+        with self._session() as s:
+            run, owner = self._run(s, owner_id, run_id)
+            return run.to_entity(owner)
+
+    def list_runs(self, owner_id: str, model_key: str) -> list[Run]:
+        with self._session() as s:
+            _, owner = self._model(s, owner_id, model_key)
+            rows = s.scalars(select(RunRow).where(RunRow.model_key == model_key).order_by(RunRow.number.desc()))
+            return [row.to_entity(owner) for row in rows]
+
+    def delete_run(self, owner_id: str, run_id: str) -> None:
+        with self._session(write=True) as s:
+            self._run(s, owner_id, run_id)
+            s.execute(delete(EpochRow).where(EpochRow.run_id == run_id))
+            s.execute(delete(RunRow).where(RunRow.run_id == run_id))
+
+    def _epochs(self, s: Session, run_id: str) -> list[Epoch]:
+        return [row.to_entity() for row in s.scalars(
+            select(EpochRow).where(EpochRow.run_id == run_id).order_by(EpochRow.epoch))]
+
+    def list_epochs(self, owner_id: str, run_id: str) -> list[Epoch]:
+        with self._session() as s:
+            self._run(s, owner_id, run_id)
+            return self._epochs(s, run_id)
+
+    def run_state(self, owner_id: str, run_id: str) -> RunState:
+        with self._session() as s:  # one snapshot: the run and epochs agree
+            run, owner = self._run(s, owner_id, run_id)
+            return RunState(run=run.to_entity(owner), epochs=self._epochs(s, run_id))
