@@ -6,6 +6,7 @@ import math
 from datetime import datetime
 from typing import Any
 
+from rich.progress import ProgressColumn, Task
 from rich.table import Table
 from rich.text import Text
 
@@ -137,3 +138,11 @@ def end_line(label: str, status: str, reason: str | None, epochs_done: int, tota
     if logs:
         line.append(f"  {fmt_logs(logs)}")
     return line
+
+
+class RateColumn(ProgressColumn):
+    """Batches per second, for `watch`'s epoch bars (rich's own speed column counts bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} batch/s" if speed else "", style="progress.data.speed")

@@ -18,8 +18,6 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    ProgressColumn,
-    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
@@ -46,14 +44,8 @@ STALE_S = 60.0
 """A run that sent nothing (not even a heartbeat) for this long has probably lost its process."""
 RECONNECT_CAP_S = 5.0
 HISTORY_ROWS = 5
-
-
-class _RateColumn(ProgressColumn):
-    """Batches per second (rich's own speed column counts bytes)."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} batch/s" if speed else "", style="progress.data.speed")
+NAME_TRIES = 5
+NAME_RETRY_S = 1.0
 
 
 @dataclass
@@ -74,6 +66,8 @@ class RunView:
     silent: bool = False
     last_seen: float = field(default_factory=time.monotonic)
     named: bool = False
+    name_tries: int = 0
+    next_name_try: float = 0.0
 
 
 class Watcher:
@@ -103,6 +97,7 @@ class Watcher:
         self.deadline = time.monotonic() + timeout if timeout else None
         self.views: dict[str, RunView] = {}
         self.finished_any = False
+        self.lost = False
         self.waiting_said = False
         self.since = time.time()
         self.queue = WatchQueue(amqp_url, [run_pattern(owner, self.model_key)], name="fitwire-watch")
@@ -110,7 +105,7 @@ class Watcher:
             TextColumn("{task.description}"),
             BarColumn(bar_width=30),
             MofNCompleteColumn(),
-            _RateColumn(),
+            display.RateColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[metrics]}"),
             console=console,
@@ -133,8 +128,8 @@ class Watcher:
 
     def _loop(self) -> int:
         while True:
-            if self.once and self.finished_any and not self._live():
-                return EXIT_OK
+            if self.once and (self.finished_any or self.lost) and not self._live():
+                return EXIT_ERROR if self.lost and not self.finished_any else EXIT_OK
             if self.deadline is not None and time.monotonic() > self.deadline:
                 self._print(Text("Stopped watching: --timeout reached.", style="yellow"))
                 return EXIT_ERROR
@@ -241,14 +236,18 @@ class Watcher:
         return view
 
     def _name(self, view: RunView) -> None:
-        """Learn the run's name lazily: its train_begin reaches the broker before the webhook."""
-        if view.named:
+        """Learn the run's name (training_003) lazily: its train_begin reaches the broker
+        before the Tracker's outbox has told the webhook, so ask again now and then."""
+        now = time.monotonic()
+        if view.named or view.name_tries >= NAME_TRIES or now < view.next_name_try:
             return
-        view.named = True  # one try per run is enough to not slow the loop
+        view.name_tries += 1
+        view.next_name_try = now + NAME_RETRY_S
         try:
             run = self.client.run(view.run_id)
         except (ApiError, Unreachable):
             return
+        view.named = bool(run.get("name"))
         view.label = display.run_label(run, view.run_id)
         if view.task is not None:
             self.progress.update(view.task, description=self._describe(view))
@@ -260,13 +259,9 @@ class Watcher:
             return
         view = self.views.get(event.run_id)
         if view is None:
-            if isinstance(event, TrainBegin):
-                view = RunView(event.run_id, event.model_key, display.run_label(None, event.run_id))
-                self.views[event.run_id] = view
-                self.waiting_said = False
-            else:
-                # A run we had not heard of (its train_begin came before we bound): draw its past first.
-                view = self._sync(event.run_id) or self._bare_view(event)
+            # A run we had not heard of: new, or begun before we bound (then draw its past first).
+            fresh = isinstance(event, TrainBegin)
+            view = (None if fresh else self._sync(event.run_id)) or self._bare_view(event)
         if view.ended:
             return
         view.last_seen = time.monotonic()
@@ -325,6 +320,7 @@ class Watcher:
     def _batch(self, view: RunView, event: Batch) -> None:
         if event.epoch in view.drawn:
             return
+        self._name(view)
         if view.epoch != event.epoch or view.task is None:
             self._start_epoch(view, event.epoch, known_start=False)
         assert view.task is not None
@@ -361,6 +357,7 @@ class Watcher:
         for view in self._live():
             if now - view.last_seen > STALE_S:
                 view.silent = True
+                self.lost = self.once  # --once: nothing more will come of it; leave with exit 1
                 self._print(
                     Text(f"{view.label} has sent nothing for {STALE_S:.0f} s; its process may be gone.",
                          style="yellow")

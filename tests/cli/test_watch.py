@@ -158,3 +158,18 @@ def test_ctrl_c_asks_whether_to_stop_the_training_too(
     assert "Stop the training too? [y/N]" in result.output
     assert "Sent STOP to training_001" in cli.drawn
     assert fit.wait(60) == 0
+
+
+def test_a_run_that_went_silent_is_reported_and_once_leaves(
+    cli: Cli, user: User, broker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fitwire.cli import watch
+
+    monkeypatch.setattr(watch, "STALE_S", 1.0)  # a minute in real life
+    orphan = recorded_run(user, user.model("orphan"), epochs=1, end=None)  # "running", but nobody trains it
+
+    result = cli("watch", orphan, "--once", "--timeout", "30")
+
+    assert result.exit_code == 1, result.output
+    assert "has sent nothing for 1 s; its process may be gone" in cli.drawn
+    assert epochs_drawn(cli.drawn) == [1]
