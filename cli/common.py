@@ -110,7 +110,8 @@ class ApiError(CliError):
     """The webhook answered with an error body."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
+        # A gateway or a store that is down: the server cannot really be reached either.
+        super().__init__(message, EXIT_UNREACHABLE if status in (502, 503, 504) else EXIT_ERROR)
         self.status = status
         self.code = code
 
@@ -231,13 +232,15 @@ class Api:
             if data is None:
                 raise CliError(f"The server at {self.server} did not answer with JSON; is it a fitwire server?")
             return data
-        raise self._error(status, data)
+        raise self._error(status, data, auth=auth)
 
-    def _error(self, status: int, data: Any) -> ApiError:
+    def _error(self, status: int, data: Any, *, auth: bool) -> ApiError:
         error = data.get("error") if isinstance(data, dict) else None
         code = str(error.get("code", "")) if isinstance(error, dict) else ""
         message = str(error.get("message", "")) if isinstance(error, dict) else ""
-        if status == 401 and not self.token:
+        if status == 401 and not auth:
+            message = message or "The server refused the credentials"
+        elif status == 401 and not self.token:
             message = f"You are not logged in to {self.server}; run `fitwire login` first (or set FITWIRE_TOKEN)"
         elif status == 401:
             message = (message or "The server refused the token") + "; run `fitwire login` again"

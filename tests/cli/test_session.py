@@ -49,6 +49,7 @@ def test_a_wrong_password_is_one_sentence_and_exit_1(cli: Cli, live_webhook: Liv
     assert result.exit_code == EXIT_ERROR
     assert "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
+    assert "not logged in" not in result.stderr  # the server's reason, not a misleading hint
 
 
 def test_logout_revokes_the_token(cli: Cli, live_webhook: LiveWebhook, isolated_login: Path) -> None:
