@@ -101,6 +101,13 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/events": {"post": _op("Persist a train_begin / epoch_end / train_end (idempotent).",
                                        {**_ok(run_box), **_ok(run_box, "201")}, event)},
     }
+    from fitwire.webhook.api.agents_openapi import (  # jobs, nodes, artifacts
+        agent_paths,
+        agent_schemas,
+    )
+
+    paths.update(agent_paths())
+    SCHEMAS.update(agent_schemas())
     return {
         "openapi": "3.0.3",
         "info": {"title": "fitwire webhook", "version": __version__,

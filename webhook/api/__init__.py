@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from fitwire.webhook.api import auth, events, health, models, runs
+from fitwire.webhook.api import artifacts, auth, events, health, jobs, models, nodes, runs
 
-BLUEPRINTS: tuple[Blueprint, ...] = (health.bp, auth.bp, models.bp, runs.bp, events.bp)
+BLUEPRINTS: tuple[Blueprint, ...] = (
+    health.bp, auth.bp, models.bp, runs.bp, events.bp, jobs.bp, nodes.bp, artifacts.bp,
+)

@@ -204,6 +204,43 @@ class RunState:
         return self.epochs[-1] if self.epochs else None
 
 
+JobState = Literal["queued", "running", "succeeded", "failed", "stopped", "cancelled", "dead"]
+JOB_ENDED: frozenset[str] = frozenset({"succeeded", "failed", "stopped", "cancelled", "dead"})
+
+
+@dataclass(frozen=True)
+class Job:
+    """A training job (``fitwire.broker.Job`` on the wire) and where it stands."""
+
+    job_id: str
+    run_id: str
+    pool: str
+    owner: str
+    """The owner's username."""
+    owner_id: str
+    model_key: str
+    state: JobState
+    reason: str | None
+    node_id: str | None
+    spec: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Node:
+    """A trainer node (an agent's machine) and its last report."""
+
+    node_id: str
+    name: str
+    created_by: str
+    created_at: datetime
+    last_seen: datetime | None
+    agent_version: str
+    protocol_version: int | None
+    telemetry: dict[str, Any] | None
+
+
 # --- JSON helpers shared by the backends -------------------------------------------------
 
 
@@ -377,6 +414,63 @@ class Store(ABC):
         """The run with all its epochs. Raises: DoesNotExist."""
         run = self.get_run(owner_id, run_id)
         return RunState(run=run, epochs=self.list_epochs(owner_id, run_id))
+
+    # jobs and nodes (trainer agents) --------------------------------------------------------
+
+    @abstractmethod
+    def create_job(self, owner_id: str, *, job_id: str, run_id: str, pool: str, model_key: str,
+                   spec: dict[str, Any], now: datetime) -> Job:
+        """Record a new job, ``queued``.
+
+        Raises: DoesNotExist (no such model for this owner); AlreadyExists (the job id is taken).
+        """
+
+    @abstractmethod
+    def get_job(self, job_id: str, owner_id: str | None = None) -> Job:
+        """The job; with ``owner_id``, only one of that owner's. Raises: DoesNotExist."""
+
+    @abstractmethod
+    def list_jobs(self, owner_id: str | None = None) -> list[Job]:
+        """Jobs newest first; with ``owner_id``, only that owner's."""
+
+    @abstractmethod
+    def set_job_state(self, job_id: str, state: JobState, *, reason: str | None, node_id: str | None,
+                      now: datetime, allowed_from: frozenset[str] | None = None) -> Job:
+        """Move the job to ``state``, atomically checking where it is now.
+
+        An ended job never changes again; setting the state it has already ended in
+        returns it unchanged (agents retry). ``allowed_from`` narrows the states
+        the job may be in (``cancel`` allows ``queued`` only).
+
+        Raises: DoesNotExist; InvalidState (the job is in a state that does not allow it).
+        """
+
+    def cancel_job(self, owner_id: str | None, job_id: str, now: datetime) -> Job:
+        """Cancel a queued job (``owner_id`` None: an admin). Raises: DoesNotExist; InvalidState."""
+        self.get_job(job_id, owner_id)
+        return self.set_job_state(job_id, "cancelled", reason="cancelled while queued", node_id=None, now=now,
+                                  allowed_from=frozenset({"queued"}))
+
+    @abstractmethod
+    def create_node(self, node_id: str, name: str, token_hash: str, created_by: str, now: datetime) -> Node:
+        """Register a node with the hash of its token. Raises: AlreadyExists."""
+
+    @abstractmethod
+    def node_for_token(self, token_hash: str) -> Node:
+        """The node a node token belongs to. Raises: Unauthenticated."""
+
+    @abstractmethod
+    def report_node(self, node_id: str, telemetry: dict[str, Any], *, agent_version: str,
+                    protocol_version: int, now: datetime) -> Node:
+        """Keep the node's last report and last-seen time. Raises: DoesNotExist."""
+
+    @abstractmethod
+    def get_node(self, node_id: str) -> Node:
+        """Raises: DoesNotExist."""
+
+    @abstractmethod
+    def list_nodes(self) -> list[Node]:
+        """Every node, by name."""
 
     # lifecycle ---------------------------------------------------------------------------
 

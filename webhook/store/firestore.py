@@ -59,6 +59,7 @@ from fitwire.webhook.store.base import (
     logs_from_json,
     to_wire_json,
 )
+from fitwire.webhook.store.firestore_agents import FirestoreAgents
 
 T = TypeVar("T")
 TRANSACTION_ROUNDS = 30
@@ -145,7 +146,7 @@ def _run(doc: Any) -> Run:
     )
 
 
-class FirestoreStore(Store):
+class FirestoreStore(FirestoreAgents, Store):
     """A :class:`Store` on Cloud Firestore (or its emulator when ``FIRESTORE_EMULATOR_HOST`` is set)."""
 
     kind = "firestore"

@@ -50,6 +50,7 @@ from fitwire.webhook.store.base import (
     User,
     to_wire_json,
 )
+from fitwire.webhook.store.sql_agents import SqlAgents
 from fitwire.webhook.store.sql_schema import (
     EpochRow,
     InvitationRow,
@@ -95,7 +96,7 @@ class _RaceLost(StoreError):
     """Another transaction inserted the same run id first; the caller retries once."""
 
 
-class SqlStore(Store):
+class SqlStore(SqlAgents, Store):
     """A :class:`Store` on SQLite or PostgreSQL.
 
     Args:

@@ -167,3 +167,48 @@ class EpochRow(Base):
         return base.Epoch(
             run_id=self.run_id, epoch=self.epoch, logs=base.logs_from_json(self.logs), ended_at=self.ended_at
         )
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    pool: Mapped[str] = mapped_column(String(64))
+    model_key: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    node_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    def to_entity(self, owner: str) -> base.Job:
+        return base.Job(
+            job_id=self.job_id, run_id=self.run_id, pool=self.pool, owner=owner, owner_id=self.owner_id,
+            model_key=self.model_key,
+            state=self.state, reason=self.reason, node_id=self.node_id, spec=self.spec,  # type: ignore[arg-type]
+            created_at=self.created_at, updated_at=self.updated_at,
+        )
+
+
+class NodeRow(Base):
+    __tablename__ = "nodes"
+
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    agent_version: Mapped[str] = mapped_column(String(64), default="")
+    protocol_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    telemetry: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+    def to_entity(self) -> base.Node:
+        return base.Node(
+            node_id=self.node_id, name=self.name, created_by=self.created_by, created_at=self.created_at,
+            last_seen=self.last_seen, agent_version=self.agent_version,
+            protocol_version=self.protocol_version, telemetry=self.telemetry,
+        )

@@ -1,0 +1,69 @@
+"""The OpenAPI paths and schemas of the trainer-agent routes (jobs, nodes, artifacts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fitwire.broker import JobSpec, NodeTelemetry
+from fitwire.webhook.openapi import _I, _S, _T, _obj, _ok, _op, _ref
+
+_NULLABLE_S = {"type": "string", "nullable": True}
+_NULLABLE_T = {"type": "string", "format": "date-time", "nullable": True}
+JOB_STATES = ["queued", "running", "succeeded", "failed", "stopped", "cancelled", "dead"]
+
+
+def agent_schemas() -> dict[str, Any]:
+    return {
+        "Job": _obj(job_id=_S, run_id=_S, pool=_S, owner=_S, model_key=_S,
+                    state={"type": "string", "enum": JOB_STATES}, reason=_NULLABLE_S, node_id=_NULLABLE_S,
+                    spec=JobSpec.model_json_schema(), created_at=_T, updated_at=_T),
+        "Node": _obj(node_id=_S, name=_S, created_at=_T, last_seen=_NULLABLE_T, agent_version=_S,
+                     protocol_version={"type": "integer", "nullable": True},
+                     telemetry={**NodeTelemetry.model_json_schema(), "nullable": True}),
+    }
+
+
+def agent_paths() -> dict[str, dict[str, Any]]:
+    from fitwire.webhook.api.jobs import ClaimBody, StateBody, SubmitBody
+    from fitwire.webhook.api.nodes import NodeBody
+
+    job, node = _ref("Job"), _ref("Node")
+    report = NodeTelemetry.model_json_schema()
+    raw = {"200": {"description": "The artifact's bytes.",
+                   "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+    put_raw = _op("Node: write a checkpoint (raw bytes).", _ok(None, "204"), params=("kind", "name"))
+    put_raw["requestBody"] = {"required": True, "content": {"application/octet-stream": {
+        "schema": {"type": "string", "format": "binary"}}}}
+    return {
+        "/api/v1/jobs": {
+            "get": _op("The caller's jobs, newest first (an admin's: everyone's).",
+                       _ok(_obj(jobs={"type": "array", "items": job}))),
+            "post": _op("Validate a job spec, store its bundle and queue it (confirmed, persistent).",
+                        _ok(job, "201"), SubmitBody),
+        },
+        "/api/v1/jobs/{job_id}": {"get": _op("One job (its owner, an admin or a node).", _ok(job), params=("job_id",))},
+        "/api/v1/jobs/{job_id}/cancel": {"post": _op("Cancel a queued job.", _ok(job), params=("job_id",))},
+        "/api/v1/jobs/{job_id}/claim": {"post": _op(
+            "Node: start the job; returns a token of its owner for the job's Tracker.",
+            _ok(_obj(job=job, token=_S)), ClaimBody, params=("job_id",))},
+        "/api/v1/jobs/{job_id}/state": {"put": _op("Node: report the job's state.", _ok(job), StateBody,
+                                                   params=("job_id",))},
+        "/api/v1/nodes": {
+            "get": _op("Admin: every node with its last report.", _ok(_obj(nodes={"type": "array", "items": node}))),
+            "post": _op("Admin: register a node; its token is shown once.",
+                        _ok(_obj(node_id=_S, name=_S, token=_S, created_at=_T), "201"), NodeBody),
+        },
+        "/api/v1/nodes/{node_id}": {"get": _op("Admin: one node.", _ok(node), params=("node_id",))},
+        "/api/v1/nodes/hello": {"post": _op(
+            "Node: an agent starting; refused (400) unless its wire-contract version is accepted.",
+            _ok(_obj(node=node, protocol_versions={"type": "array", "items": _I})), report)},
+        "/api/v1/nodes/telemetry": {"post": _op("Node: a telemetry report.", _ok(None, "204"), report)},
+        "/api/v1/artifacts/{kind}/{name}": {
+            "get": _op("Node or admin: a bundle (bundles/<id>) or checkpoint (checkpoints/<job id>).", raw,
+                       params=("kind", "name")),
+            "put": put_raw,
+        },
+    }
+
+
+__all__ = ["agent_paths", "agent_schemas"]

@@ -1,0 +1,162 @@
+"""Training jobs: users submit, list, show and cancel; agents (node tokens) claim and report.
+
+``POST /api/v1/jobs`` validates the spec with the wire contract's own
+``JobSpec``, stores the bundle, records the job ``queued`` and publishes it —
+persistent, publisher-confirmed — to its pool's quorum queue.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from flask import Blueprint, current_app, g
+from pydantic import StringConstraints, ValidationError
+
+from fitwire.agent.backends import bundle_key
+from fitwire.agent.bundle import bundle_id
+from fitwire.agent.jobs import declare_pool, publish_job
+from fitwire.broker import BrokerError, JobSpec, connect
+from fitwire.broker import Job as WireJob
+from fitwire.webhook.api.artifacts import artifacts
+from fitwire.webhook.api.common import (
+    Body,
+    authenticated,
+    check_id,
+    iso,
+    now,
+    parse_body,
+    store,
+    validation_message,
+)
+from fitwire.webhook.api.nodes import node_only, user_or_node
+from fitwire.webhook.security import hash_secret, new_secret
+from fitwire.webhook.store.base import InvalidRequest, Job, Unavailable
+
+bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
+
+Pool = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+JobStateName = Literal["queued", "running", "succeeded", "failed", "stopped", "cancelled", "dead"]
+JOB_TOKEN_TTL = timedelta(days=7)
+"""The job's Tracker reports as the owner with this token; long enough for a long training."""
+MAX_BUNDLE_CHARS = 512 * 1024
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id, "run_id": job.run_id, "pool": job.pool, "owner": job.owner,
+        "model_key": job.model_key, "state": job.state, "reason": job.reason, "node_id": job.node_id,
+        "spec": job.spec, "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
+    }
+
+
+class SubmitBody(Body):
+    pool: Pool = "default"
+    spec: dict[str, Any]
+    bundle_source: str | None = None
+    bundle_name: str = "job_bundle.py"
+
+
+class ClaimBody(Body):
+    node_id: str | None = None
+
+
+class StateBody(Body):
+    state: JobStateName
+    reason: str | None = None
+    node_id: str | None = None
+
+
+def _spec(body: SubmitBody) -> JobSpec:
+    fields = dict(body.spec)
+    if body.bundle_source is not None:
+        if len(body.bundle_source) > MAX_BUNDLE_CHARS:
+            raise InvalidRequest(f"The job bundle is larger than {MAX_BUNDLE_CHARS} characters.")
+        try:
+            compile(body.bundle_source, body.bundle_name, "exec")
+        except SyntaxError as exc:
+            raise InvalidRequest(f"The job bundle does not compile: line {exc.lineno}: {exc.msg}.") from None
+        source = body.bundle_source.encode()
+        fields["bundle"] = bundle_id(source)
+        artifacts().put(bundle_key(fields["bundle"]), source)
+    elif "bundle" not in fields:
+        raise InvalidRequest("Give the job bundle: 'bundle_source' (the Python file) or 'spec.bundle'.")
+    try:
+        spec = JobSpec.model_validate(fields)
+    except ValidationError as exc:
+        raise InvalidRequest("In 'spec': " + validation_message(exc)) from None
+    if body.bundle_source is None and artifacts().get(bundle_key(spec.bundle)) is None:
+        raise InvalidRequest(f"No uploaded job bundle {spec.bundle!r}.")
+    check_id(spec.model_key, "spec.model_key")
+    return spec
+
+
+def _publish(job: WireJob) -> None:
+    conn = connect(current_app.config["AMQP_URL"], name="fitwire-webhook-jobs")
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        declare_pool(channel, job.pool)
+        publish_job(channel, job)
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+@bp.post("/jobs")
+@authenticated
+def submit() -> tuple[dict[str, Any], int]:
+    """201 ``Job``: recorded ``queued`` and safely in the broker."""
+    body = parse_body(SubmitBody)
+    spec = _spec(body)
+    wire = WireJob(owner=g.user.username, pool=body.pool, spec=spec)
+    job = store().create_job(g.user.id, job_id=wire.job_id, run_id=wire.run_id, pool=wire.pool,
+                             model_key=spec.model_key, spec=spec.model_dump(mode="json"), now=now())
+    try:
+        _publish(wire)
+    except BrokerError as exc:
+        store().set_job_state(job.job_id, "failed", reason=f"could not be queued: {exc}", node_id=None, now=now())
+        raise Unavailable(f"The broker did not take the job ({exc}); it is recorded as failed.") from None
+    return job_json(job), 201
+
+
+@bp.get("/jobs")
+@authenticated
+def list_jobs() -> dict[str, Any]:
+    """Your jobs, newest first (an admin's: everyone's)."""
+    return {"jobs": [job_json(j) for j in store().list_jobs(None if g.user.is_admin else g.user.id)]}
+
+
+@bp.get("/jobs/<job_id>")
+@user_or_node
+def get_job(job_id: str) -> dict[str, Any]:
+    owner = None if g.node is not None or g.user.is_admin else g.user.id
+    return job_json(store().get_job(job_id, owner))
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@authenticated
+def cancel(job_id: str) -> dict[str, Any]:
+    """409 INVALID_STATE unless queued: a running job is stopped with a STOP signal (`fitwire stop`)."""
+    return job_json(store().cancel_job(None if g.user.is_admin else g.user.id, job_id, now()))
+
+
+@bp.post("/jobs/<job_id>/claim")
+@node_only
+def claim(job_id: str) -> dict[str, Any]:
+    """A node starts the job: ``running``, plus a token of the owner for the job's Tracker."""
+    body = parse_body(ClaimBody)
+    job = store().set_job_state(job_id, "running", reason=None, node_id=body.node_id or g.node.node_id,
+                                now=now(), allowed_from=frozenset({"queued", "running"}))
+    secret = new_secret()
+    store().create_token(job.owner_id, hash_secret(secret), now() + JOB_TOKEN_TTL)
+    return {"job": job_json(job), "token": secret}
+
+
+@bp.put("/jobs/<job_id>/state")
+@node_only
+def set_state(job_id: str) -> dict[str, Any]:
+    body = parse_body(StateBody)
+    job = store().set_job_state(job_id, body.state, reason=body.reason, node_id=body.node_id or g.node.node_id,
+                                now=now())
+    return job_json(job)
