@@ -130,7 +130,9 @@ class Agent:
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
         hello = getattr(self.events, "hello", None)
         if hello is not None:  # the webhook checks the token and the wire-contract version first
-            hello(self.collector.snapshot())
+            answer = hello(self.collector.snapshot())
+            # the node token names the node: its id is the server's, not a local guess
+            self.config.node_id = self.collector.node_id = answer["node"]["node_id"]
             self._reporter = _TelemetryReporter(self.events.telemetry)  # type: ignore[attr-defined]
         while True:
             try:
