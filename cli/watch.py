@@ -35,7 +35,7 @@ from fitwire.broker.messages import (
     TrainEnd,
 )
 from fitwire.cli import display
-from fitwire.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Api, ApiError, Unreachable
+from fitwire.cli.common import EXIT_INTERRUPTED, EXIT_OK, Api, ApiError, CliError, Unreachable
 from fitwire.cli.wire import WatchQueue, run_pattern
 
 POLL_S = 0.2
@@ -129,10 +129,11 @@ class Watcher:
     def _loop(self) -> int:
         while True:
             if self.once and (self.finished_any or self.lost) and not self._live():
-                return EXIT_ERROR if self.lost and not self.finished_any else EXIT_OK
+                if self.lost and not self.finished_any:
+                    raise CliError("The watched run went silent before it ended; its process may be gone")
+                return EXIT_OK
             if self.deadline is not None and time.monotonic() > self.deadline:
-                self._print(Text("Stopped watching: --timeout reached.", style="yellow"))
-                return EXIT_ERROR
+                raise CliError("Stopped watching: --timeout reached before the run(s) ended")
             self._say_waiting()
             try:
                 events = self.queue.poll(POLL_S)

@@ -138,7 +138,8 @@ class Demo:
              "--run-id", run_id, *extra],
             env=self.env, stdout=log, stderr=log, start_new_session=True,
         )
-        say(f"training started in the background (run {run_id}; log {self.logs / 'demo_train.log'})")
+        say(f"training started in the background; TensorFlow takes a few seconds to load "
+            f"(run {run_id}; log {self.logs / 'demo_train.log'})")
 
     def watch(self, model_key: str, watch_args: list[str]) -> int:
         watcher = subprocess.Popen([FITWIRE, "watch", model_key, "--stop-on-exit", *watch_args], env=self.env)

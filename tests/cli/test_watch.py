@@ -171,4 +171,13 @@ def test_a_run_that_went_silent_is_reported_and_once_leaves(
 
     assert result.exit_code == 1, result.output
     assert "has sent nothing for 1 s; its process may be gone" in cli.drawn
+    assert "went silent" in result.stderr
     assert epochs_drawn(cli.drawn) == [1]
+
+
+def test_watch_timeout_is_exit_1_with_a_sentence(cli: Cli, user: User, broker: str) -> None:
+    result = cli("watch", user.model("quiet"), "--timeout", "1")
+
+    assert result.exit_code == 1, result.output
+    assert "Waiting for the next run of model quiet" in cli.drawn
+    assert result.stderr.strip() == "Stopped watching: --timeout reached before the run(s) ended."
