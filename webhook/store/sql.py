@@ -380,7 +380,7 @@ class SqlStore(SqlAgents, Store):
             # One statement, so two deliveries of the same epoch cannot race into a duplicate key.
             insert = pg_insert if self.kind == "postgresql" else sqlite_insert
             stmt = insert(EpochRow).values(**values)
-            s.execute(stmt.on_conflict_do_update(
+            s.connection().execute(stmt.on_conflict_do_update(
                 index_elements=["run_id", "epoch"], set_={"logs": stmt.excluded.logs, "ended_at": stmt.excluded.ended_at}
             ))
             return run.to_entity(owner)
