@@ -170,9 +170,12 @@ class Watcher:
             try:
                 self.queue.open(attempts=1)
                 break
-            except Unreachable:
+            except (Unreachable, BrokerUnavailable):
                 continue
-        self._catch_up()
+        try:
+            self._catch_up()
+        except Unreachable:  # live events still flow; the stored ones come at the next catch-up
+            self._print(Text("The server is unreachable too; showing live events only.", style="yellow"))
         self._print(
             Text(f"Reconnected after {display.fmt_duration(time.monotonic() - lost)}; caught up.", style="dim")
         )
@@ -222,6 +225,13 @@ class Watcher:
             self._start_epoch(view, int(last["epoch"]) + 1 if last else 0, known_start=False)
         return view
 
+    def _try_sync(self, run_id: str) -> RunView | None:
+        """``_sync`` when the server answers; a webhook blip must not end a live view."""
+        try:
+            return self._sync(run_id)
+        except Unreachable:
+            return None
+
     def _view_from_run(self, run: dict[str, Any]) -> RunView:
         view = self.views.get(run["run_id"])
         if view is None:
@@ -262,7 +272,7 @@ class Watcher:
         if view is None:
             # A run we had not heard of: new, or begun before we bound (then draw its past first).
             fresh = isinstance(event, TrainBegin)
-            view = (None if fresh else self._sync(event.run_id)) or self._bare_view(event)
+            view = (None if fresh else self._try_sync(event.run_id)) or self._bare_view(event)
         if view.ended:
             return
         view.last_seen = time.monotonic()
