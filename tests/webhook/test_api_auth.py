@@ -132,6 +132,7 @@ def test_profile_update(client: FlaskClient, login: Callable[..., dict[str, str]
 
 def test_password_change(client: FlaskClient, login: Callable[..., dict[str, str]]) -> None:
     headers = login("alice", "correct horse")
+    other_session = client.post(LOGIN, json={"username": "alice", "password": "correct horse"}).json["token"]
     wrong = client.post("/api/v1/me/password", json={"old_password": "nope", "new_password": "battery staple"},
                         headers=headers)
     assert error_of(wrong) == (401, "UNAUTHENTICATED")
@@ -142,6 +143,9 @@ def test_password_change(client: FlaskClient, login: Callable[..., dict[str, str
     ok = client.post("/api/v1/me/password", json={"old_password": "correct horse",
                                                   "new_password": "battery staple"}, headers=headers)
     assert ok.status_code == 204
+    assert client.get("/api/v1/me", headers=headers).status_code == 200  # this session stays
+    assert error_of(client.get("/api/v1/me", headers={"Authorization": f"Bearer {other_session}"})) == (
+        401, "UNAUTHENTICATED")
     assert client.post(LOGIN, json={"username": "alice", "password": "battery staple"}).status_code == 200
     assert error_of(client.post(LOGIN, json={"username": "alice", "password": "correct horse"}))[0] == 401
 

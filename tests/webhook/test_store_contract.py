@@ -76,6 +76,19 @@ def test_token_valid_expired_revoked(store: Store) -> None:
         store.user_for_token("f" * 64, NOW)
 
 
+def test_revoke_all_tokens_of_a_user_but_one(store: Store) -> None:
+    alice, bob = user(store), user(store, "bob")
+    later = NOW + timedelta(hours=1)
+    for token_hash, owner in (("a" * 64, alice), ("b" * 64, alice), ("c" * 64, alice), ("d" * 64, bob)):
+        store.create_token(owner.id, token_hash, later)
+    store.revoke_user_tokens(alice.id, keep="b" * 64)
+    for revoked in ("a" * 64, "c" * 64):
+        with pytest.raises(Unauthenticated):
+            store.user_for_token(revoked, NOW)
+    assert store.user_for_token("b" * 64, NOW) == alice
+    assert store.user_for_token("d" * 64, NOW) == bob
+
+
 def test_invitation_is_one_time_and_expires(store: Store) -> None:
     admin = user(store, "admin", is_admin=True)
     store.create_invitation("i" * 64, admin.id, NOW + timedelta(days=1))

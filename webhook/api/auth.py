@@ -129,6 +129,8 @@ def change_password() -> tuple[str, int]:
     # Same guard as log-in: a stolen token must not become a way to guess the password.
     _check_password(g.user.username, body.old_password)
     store().set_password_hash(g.user.id, hash_password(body.new_password))
+    # Whoever knew the old password may hold tokens from it; only this session stays logged in.
+    store().revoke_user_tokens(g.user.id, keep=g.token_hash)
     return "", 204
 
 

@@ -331,6 +331,10 @@ class Store(ABC):
         """Make a token unusable; revoking an unknown or revoked token does nothing."""
 
     @abstractmethod
+    def revoke_user_tokens(self, user_id: str, *, keep: str | None = None) -> None:
+        """Revoke every token of a user except the one hashed ``keep`` (after a password change)."""
+
+    @abstractmethod
     def create_invitation(self, invitation_hash: str, created_by: str, expires_at: datetime) -> Invitation:
         """Remember a one-time sign-up invitation by its hash."""
 

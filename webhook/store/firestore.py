@@ -278,6 +278,20 @@ class FirestoreStore(FirestoreAgents, Store):
             pass
 
     @_translated
+    def revoke_user_tokens(self, user_id: str, *, keep: str | None = None) -> None:
+        query = self.db.collection("tokens").where(filter=gfirestore.FieldFilter("user_id", "==", user_id))
+        batch, pending = self.db.batch(), 0
+        for doc in query.stream():
+            if doc.id != keep and doc.get("revoked_at") is None:
+                batch.update(doc.reference, {"revoked_at": gfirestore.SERVER_TIMESTAMP})
+                pending += 1
+                if pending == _BATCH:
+                    batch.commit()
+                    batch, pending = self.db.batch(), 0
+        if pending:
+            batch.commit()
+
+    @_translated
     def create_invitation(self, invitation_hash: str, created_by: str, expires_at: datetime) -> Invitation:
         self._user_doc(created_by)
         self._ref("invitations", invitation_hash).create(

@@ -255,6 +255,13 @@ class SqlStore(SqlAgents, Store):
                 .values(revoked_at=func.now())
             )
 
+    def revoke_user_tokens(self, user_id: str, *, keep: str | None = None) -> None:
+        with self._session(write=True) as s:
+            query = update(TokenRow).where(TokenRow.user_id == user_id, TokenRow.revoked_at.is_(None))
+            if keep is not None:
+                query = query.where(TokenRow.token_hash != keep)
+            s.execute(query.values(revoked_at=func.now()))
+
     def create_invitation(self, invitation_hash: str, created_by: str, expires_at: datetime) -> Invitation:
         with self._session(write=True) as s:
             self._user_row(s, created_by)
