@@ -121,7 +121,10 @@ def admin_only(view: F) -> F:
 
 
 def check_id(value: str, what: str) -> str:
-    """Raises: DoesNotExist-shaped 404 is not right for garbage; InvalidRequest names ``what``."""
+    """``value`` when it is a valid id (routing-key safe). Raises: InvalidRequest naming ``what``.
+
+    A malformed id in a body is a 400, not a 404: it cannot name anything.
+    """
     if not ID_PATTERN.match(value):
         raise InvalidRequest(f"{what} must be 1 to 64 letters, digits, '_' or '-'.")
     return value
