@@ -117,3 +117,32 @@ def upgrade() -> None:
         out.print(f"The schema is up to date (revision {after}).")
     else:
         out.print(f"Upgraded the schema from revision {before or 'none'} to {after}.")
+
+
+@app.command()
+def invite(
+    admin: Annotated[str, typer.Option("--admin", help="The admin the invitation is made in the name of.")],
+    days: Annotated[int, typer.Option(min=1, max=365, help="Days the invitation stays valid.")] = 7,
+) -> None:
+    """Print a one-time sign-up invitation (for FITWIRE_SIGNUP=invite), straight from FITWIRE_STORE."""
+    from datetime import timedelta
+
+    from fitwire.webhook.security import hash_secret, new_secret
+    from fitwire.webhook.store import open_store
+
+    settings = _settings()
+    token = new_secret()
+    try:
+        store = open_store(settings.store_url)
+        try:
+            user = store.get_credentials(admin).user
+            if not user.is_admin:
+                raise _fail(ValueError(f"{admin!r} is not an admin.")) from None
+            expires_at = datetime.now(UTC) + timedelta(days=days)
+            store.create_invitation(hash_secret(token), user.id, expires_at)
+        finally:
+            store.close()
+    except FitwireError as exc:
+        raise _fail(exc) from None
+    out.print(f"Invitation (valid until {expires_at:%Y-%m-%d %H:%M} UTC, for one sign-up):")
+    print(token)

@@ -53,3 +53,23 @@ def test_create_admin_refuses_a_taken_username(store_env: str) -> None:
     CliRunner().invoke(cli, ["webhook", "create-admin", "root", "-p", "correct horse"])
     result = CliRunner().invoke(cli, ["webhook", "create-admin", "root", "-p", "other password"])
     assert result.exit_code == 1 and "taken" in result.output
+
+
+def test_invite_prints_a_one_time_invitation(store_env: str) -> None:
+    CliRunner().invoke(cli, ["webhook", "create-admin", "root", "-p", "correct horse"])
+    result = CliRunner().invoke(cli, ["webhook", "invite", "--admin", "root"])
+    assert result.exit_code == 0, result.output
+    token = result.output.strip().splitlines()[-1]
+    client = create_app({"STORE_URL": store_env, "SIGNUP": "invite"}).test_client()
+    body = {"username": "bob", "password": "password1", "invitation": token}
+    assert client.post("/api/v1/auth/signup", json=body).status_code == 201
+    assert client.post("/api/v1/auth/signup", json={**body, "username": "carol"}).status_code == 403
+
+
+def test_invite_needs_an_admin(store_env: str) -> None:
+    from datetime import UTC, datetime
+
+    open_store(store_env).create_user("bob", "h", now=datetime.now(UTC))
+    for who, message in (("bob", "not an admin"), ("nobody", "No user named")):
+        result = CliRunner().invoke(cli, ["webhook", "invite", "--admin", who])
+        assert result.exit_code == 1 and message in result.output
