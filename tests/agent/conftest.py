@@ -121,3 +121,6 @@ def fabric(amqp_url: str, tmp_path: Path) -> Iterator[Fabric]:
         conn = connect(amqp_url)
         conn.channel().queue_delete(job_queue(pool).name)
         conn.close()
+
+
+from .hub import hub  # noqa: E402,F401  the webhook fabric fixture (hub.py imports the names above)
