@@ -328,6 +328,11 @@ class Agent:
         A nack with requeue would count towards the quorum queue's delivery limit,
         and a job that merely waited for room must never end up dead for it.
         """
+        if self._consumer_tags:
+            # cancel while we still hold the unacked original: with prefetch 1 nothing else is in
+            # flight to us, so pika has nothing to nack (a nack would spend a delivery), and the
+            # copy cannot come straight back to this agent in a hot loop
+            self._stop_consuming()
         headers = dict(d.headers)
         headers[HANDBACKS_HEADER] = int(headers.get(HANDBACKS_HEADER, 0)) + 1
         headers.pop("x-delivery-count", None)
