@@ -114,3 +114,16 @@ def test_stop_from_the_cli_ends_the_job_stopped(hub: Hub) -> None:
     done = hub.wait_job(str(job["job_id"]), "stopped", "succeeded", "failed")
     assert done["state"] == "stopped" and "STOP" in (done["reason"] or "")
     assert len(hub.epochs(run_id)) < 40
+
+
+def test_failing_and_poison_jobs_through_the_webhook(hub: Hub) -> None:
+    hub.start_agent()
+    failing = hub.cli("jobs", "submit", str(EXAMPLES / "failing.py"), "--model", hub.model_key, "--pool",
+                      hub.pool, "--json")
+    poison = hub.cli("jobs", "submit", str(EXAMPLES / "poison.py"), "--model", hub.model_key, "--pool",
+                     hub.pool, "--json")
+    assert failing.returncode == 0 and poison.returncode == 0, failing.stderr + poison.stderr
+    failed = hub.wait_job(json.loads(failing.stdout)["job_id"], "failed", "succeeded", "dead")
+    assert (failed["state"], failed["reason"]) == ("failed", "ValueError: the dataset path /data/missing does not exist")
+    dead = hub.wait_job(json.loads(poison.stdout)["job_id"], "dead", "failed", "succeeded")
+    assert dead["state"] == "dead" and "delivered 4 times" in dead["reason"]
