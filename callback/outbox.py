@@ -68,6 +68,7 @@ class Record:
     body: bytes
     id: int = 0
     attempts: int = 0
+    next_at: float = 0.0
 
 
 @dataclass
@@ -114,7 +115,8 @@ class Outbox:
 
     def due(self, now: float | None = None, run_id: str | None = None) -> list[Record]:
         """Pending records whose retry time has come, in sending order (per run: begin, epochs, end)."""
-        sql = "SELECT id, run_id, kind, epoch, server, token, body, attempts FROM records WHERE state = 'pending'"
+        sql = ("SELECT id, run_id, kind, epoch, server, token, body, attempts, next_at FROM records"
+               " WHERE state = 'pending'")
         args: list[object] = []
         if now is not None:
             sql += " AND next_at <= ?"
@@ -124,7 +126,8 @@ class Outbox:
             args.append(run_id)
         rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
         records = [
-            Record(run_id=r[1], kind=r[2], epoch=r[3], server=r[4], token=r[5], body=r[6], id=r[0], attempts=r[7])
+            Record(run_id=r[1], kind=r[2], epoch=r[3], server=r[4], token=r[5], body=r[6], id=r[0],
+                   attempts=r[7], next_at=r[8])
             for r in rows
         ]
         first_id: dict[str, int] = {}
@@ -219,10 +222,15 @@ def flush(
     result = FlushResult()
     down: set[str] = set()
     blocked_runs: set[str] = set()
-    for rec in outbox.due(time.time() if respect_backoff else None, run_id):
+    now = time.time()
+    for rec in outbox.due(None, run_id):
         if stop is not None and stop.is_set():
             break
         if rec.server in down or rec.run_id in blocked_runs:
+            continue
+        if respect_backoff and rec.next_at > now:
+            # Its run waits as a whole: an epoch must never overtake its train_begin.
+            blocked_runs.add(rec.run_id)
             continue
         timeout: float | tuple[float, float] = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
         if deadline is not None:
@@ -237,6 +245,7 @@ def flush(
         elif status is None or status >= 500 or status == 429:
             what = "unreachable" if status is None else f"answered {status}"
             outbox.retry_later(rec, f"{status or 'unreachable'}")
+            blocked_runs.add(rec.run_id)
             result.failed += 1
             result.errors.append(f"{rec.server} {what}")
             down.add(rec.server)
@@ -330,6 +339,7 @@ class OutboxSender(threading.Thread):
 
     def _loop(self, outbox: Outbox, http: requests.Session) -> None:
         wait: float | None = 0.0
+        first = True
         while not self._halt.is_set():
             try:
                 item = self._inbox.get(timeout=wait)
@@ -350,7 +360,10 @@ class OutboxSender(threading.Thread):
                 self.remaining = len(outbox.due(None, self._run_id))
                 self.drained.set()
                 return
+            # The first pass ignores the backoff an earlier process left behind: a new
+            # fit is the "next time" that leftovers from an outage are sent.
             flush(outbox, deadline=time.monotonic() + READ_TIMEOUT_S * 2, notices=self._notices,
-                  http=http, stop=self._halt)
+                  http=http, stop=self._halt, respect_backoff=not first)
+            first = False
             nxt = outbox.next_due_in()
             wait = None if nxt is None else min(nxt + 0.01, RETRY_MAX_S)

@@ -144,3 +144,23 @@ def test_process_exits_promptly_with_broker_and_webhook_down(tmp_path: Path) -> 
     assert "fit returned" in out.stdout
     fitwire_lines = [line for line in out.stderr.splitlines() if line.startswith("fitwire:")]
     assert len(fitwire_lines) == 2, out.stderr[-2000:]  # one for the webhook, one for the broker
+
+
+def test_records_left_by_a_webhook_outage_are_sent_by_the_next_fit(settings: Settings, model_key: str) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    first = Tracker(model_key, token=TOKEN, webhook_url=url, settings=settings)
+    _fit(first, epochs=2)
+    assert _counts(settings)["pending"] == 4
+    rec = Receiver(settings.amqp_url, port).start()
+    try:
+        rec.add_user(USER, TOKEN, model_key)
+        second = Tracker(model_key, token=TOKEN, webhook_url=url, settings=settings)
+        _fit(second, epochs=1)
+        # The next fit's outbox thread sends the leftovers as soon as it starts.
+        assert rec.store.runs[first.run_id]["status"] == "completed"
+        assert rec.run_epochs(first.run_id) == [0, 1]
+        assert rec.store.runs[second.run_id]["status"] == "completed"
+        assert _counts(settings) == {"pending": 0, "rejected": 0}
+    finally:
+        rec.stop()
