@@ -225,6 +225,7 @@ def stop_to_halt(tmp: Path) -> None:
     eval_step = (time.perf_counter() - started) / (len(vx) // batch)
     sender = SignalSender(_amqp_url())
     halts: list[float] = []
+    deliveries: list[float] = []
     in_validation = 0
     rng = random.Random(0)
     for _ in range(STOP_TRIALS):
@@ -238,9 +239,16 @@ def stop_to_halt(tmp: Path) -> None:
             tracker.session._transport.connected.wait(30)
             time.sleep(rng.uniform(0.2, 1.0))
             sent["evaluating"] = float(tracker._evaluating)
-            sender.send(Signal(action="stop", model_key="bench-stop", run_id=tracker.run_id))
             sent["at"] = time.perf_counter()
+            sender.send(Signal(action="stop", model_key="bench-stop", run_id=tracker.run_id))
 
+        hook = tracker._on_remote_stop
+
+        def timed_hook(signal: Any, hook: Any = hook, sent: dict[str, float] = sent) -> str:
+            sent["flag_set"] = time.perf_counter()  # stop_training is set right after this
+            return str(hook(signal))
+
+        tracker._on_remote_stop = timed_hook  # see where the time goes: delivery vs Keras winding down
         thread = threading.Thread(target=stop_later, daemon=True)
         thread.start()
         model.fit(x, y, batch_size=batch, epochs=10_000, validation_data=(vx, vy), verbose=0,
@@ -248,6 +256,7 @@ def stop_to_halt(tmp: Path) -> None:
         returned = time.perf_counter()
         thread.join()
         halts.append((returned - sent["at"]) * 1000)
+        deliveries.append((sent["flag_set"] - sent["at"]) * 1000)
         in_validation += int(sent["evaluating"])
     sender.close()
     net = [h - train_step * 1000 for h in halts]
@@ -255,6 +264,8 @@ def stop_to_halt(tmp: Path) -> None:
           f"train step {train_step * 1000:.2f} ms, eval step {eval_step * 1000:.2f} ms", flush=True)
     print(f"  publish → fit returned:              p50 {_percentile(halts, 50):.1f} ms, "
           f"p99 {_percentile(halts, 99):.1f} ms", flush=True)
+    print(f"  publish → stop_training set:         p50 {_percentile(deliveries, 50):.1f} ms, "
+          f"p99 {_percentile(deliveries, 99):.1f} ms", flush=True)
     print(f"  minus one train step:                p50 {_percentile(net, 50):.1f} ms, "
           f"p99 {_percentile(net, 99):.1f} ms "
           f"(target p99 < 100 ms + one eval step = {100 + eval_step * 1000:.1f} ms)", flush=True)
