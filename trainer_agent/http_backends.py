@@ -1,4 +1,4 @@
-"""The agent's backends over the webhook's HTTP API (docs/agents.md lists the routes).
+"""The agent's backends over the webhook's HTTP API (README, "Webhook routes the agent uses").
 
 The agent authenticates with its node token; the job's child reports epochs
 with the short-lived job token the webhook hands out when the agent claims the

@@ -13,7 +13,7 @@ Layout (top-level collections; ids in braces):
 
 Queries: ``models where owner_id ==`` and ``runs where model_key ==`` (single-field
 indexes, automatic); ``runs where model_key == order by number desc`` needs the
-composite index ``runs (model_key ASC, number DESC)`` (see docs/webhook.md).
+composite index ``runs (model_key ASC, number DESC)`` (see README, "The webhook service").
 
 Every multi-document change runs in a transaction, the run counter included: two
 ``begin_run`` calls for one model conflict on the model document and Firestore
