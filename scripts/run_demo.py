@@ -2,10 +2,16 @@
 
 In order: a RabbitMQ (`fitwire dev broker up`), the webhook on SQLite under
 $FITWIRE_DATA_DIR (default ./.fitwire), a local `demo` account (created once,
-its password kept in $FITWIRE_DATA_DIR/demo-password), a `demo` model, the
-sample training (examples/demo_train.py) in the background, and `fitwire watch`
+its password kept in $FITWIRE_DATA_DIR/demo-password), a `demo` model, ONE
+trainer agent in the background (`fitwire agent start --pool default`, with a
+node token kept in $FITWIRE_DATA_DIR/node-token), the sample job
+(examples/jobs/tiny_mlp.py) submitted through the queue, and `fitwire watch`
 on it in the foreground. Ctrl+C ends everything this script started (the
-training is sent STOP first, so its run ends as "stopped", not lost).
+training is sent STOP first, so its run ends as "stopped", not lost; the agent
+is ended after its job, before the webhook).
+
+--epochs is the job's epochs, --steps its training batches per epoch, --delay
+the pause after each batch (the job's sleep_per_batch).
 
 The demo keeps its login in $FITWIRE_DATA_DIR/config, not in your own
 ~/.config/fitwire: trying fitwire must not log you out of a real server.
@@ -39,6 +45,11 @@ DEFAULT_PORT = 8765
 WEBHOOK_START_S = 60.0
 TRAIN_END_GRACE_S = 20.0
 """How long a STOPped training may take to end before it is terminated."""
+AGENT_START_S = 60.0
+JOB_BUNDLE = ROOT / "examples" / "jobs" / "tiny_mlp.py"
+JOB_POOL = "default"
+BATCH_SIZE = 32
+TERMINAL_JOB_STATES = frozenset({"succeeded", "failed", "stopped", "cancelled", "dead"})
 
 
 def say(text: str) -> None:
@@ -61,7 +72,11 @@ class Demo:
         )
         self.env.pop("FITWIRE_TOKEN", None)  # the demo account's own token comes from the login
         self.webhook: subprocess.Popen[bytes] | None = None
-        self.trainer: subprocess.Popen[bytes] | None = None
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.job_id: str | None = None
+        self.run_id: str | None = None
+        self.watch_ended = False
+        """`watch` ended on its own (the run ended, or Ctrl+C, on which it sends STOP itself)."""
         self.broker_started = False
 
     def fitwire(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -131,38 +146,104 @@ class Demo:
         say(f"model {DEMO_MODEL!r} has key {model['key']}")
         return str(model["key"])
 
-    def train(self, model_key: str, run_id: str, extra: list[str]) -> None:
-        log = open(self.logs / "demo_train.log", "ab")  # noqa: SIM115
-        self.trainer = subprocess.Popen(
-            [sys.executable, str(ROOT / "examples" / "demo_train.py"), "--model-key", model_key,
-             "--run-id", run_id, *extra],
-            env=self.env, stdout=log, stderr=log, start_new_session=True,
+    def node_token(self) -> Path:
+        """A node token for the demo's agents, created once (as the demo admin) and kept 0600."""
+        path = self.data_dir / "node-token"
+        if not path.exists() or not path.read_text().strip():
+            created = json.loads(self.fitwire("nodes", "token", "demo-agent", "--json").stdout)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(created["token"]))
+        return path
+
+    def start_agent(self) -> None:
+        token_file = self.node_token()
+        log_path = self.logs / "agent.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        log = open(log_path, "ab")  # noqa: SIM115
+        env = {**self.env, "FITWIRE_TOKEN": token_file.read_text().strip()}
+        # A session of its own, like the webhook: Ctrl+C goes to `watch`; the agent is ended after its job.
+        self.agent = subprocess.Popen(
+            [FITWIRE, "agent", "start", "--pool", JOB_POOL], env=env, stdout=log, stderr=log, start_new_session=True
         )
-        say(f"training started in the background; TensorFlow takes a few seconds to load "
-            f"(run {run_id}; log {self.logs / 'demo_train.log'})")
+        deadline = time.monotonic() + AGENT_START_S
+        while time.monotonic() < deadline:
+            if self.agent.poll() is not None:
+                raise SystemExit(f"the agent did not start; the end of {log_path}:\n{_tail(log_path)}")
+            if "taking jobs from pool" in " ".join(_read_from(log_path, offset).split()):
+                say(f"trainer agent up on pool {JOB_POOL!r} (log {log_path})")
+                return
+            time.sleep(0.3)
+        raise SystemExit(f"the agent did not start within {AGENT_START_S:.0f} s; see {log_path}")
+
+    def submit(self, model_key: str, epochs: int, steps: int, delay: float) -> str:
+        # tiny_mlp trains on 3/4 of `samples`: this many samples give exactly `steps` batches per epoch.
+        samples = (steps * BATCH_SIZE * 4 + 2) // 3
+        job = json.loads(self.fitwire(
+            "jobs", "submit", str(JOB_BUNDLE), "--model", model_key, "--epochs", str(epochs),
+            "--batch-size", str(BATCH_SIZE), "--pool", JOB_POOL, "--param", f"samples={samples}",
+            "--param", f"sleep_per_batch={delay}", "--json",
+        ).stdout)
+        self.job_id = str(job["job_id"])
+        self.run_id = str(job["run_id"])
+        say(f"job {self.job_id} queued on pool {JOB_POOL!r} (run {job['run_id']}); "
+            f"the agent picks it up, TensorFlow takes a few seconds to load")
+        return str(job["run_id"])
+
+    def job_state(self) -> str | None:
+        if self.job_id is None:
+            return None
+        done = self.fitwire("jobs", "show", self.job_id, "--json", check=False)
+        try:
+            return str(json.loads(done.stdout)["state"]) if done.returncode == 0 else None
+        except (ValueError, KeyError):
+            return None
 
     def watch(self, model_key: str, watch_args: list[str]) -> int:
         watcher = subprocess.Popen([FITWIRE, "watch", model_key, "--stop-on-exit", *watch_args], env=self.env)
-        # `watch` owns Ctrl+C (it sends STOP); this process just waits for it, and for a crashed trainer.
+        # `watch` owns Ctrl+C (it sends STOP); this process just waits for it, and for a crashed agent or job.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        next_check = time.monotonic() + 2.0
         try:
             while watcher.poll() is None:
                 time.sleep(0.3)
-                if self.trainer is not None and self.trainer.poll() not in (None, 0):
-                    print(f"The training failed; the end of {self.logs / 'demo_train.log'}:", file=sys.stderr)
-                    print(_tail(self.logs / "demo_train.log"), file=sys.stderr)
+                failed = None
+                if self.agent is not None and self.agent.poll() is not None:
+                    failed = "The agent ended"
+                elif time.monotonic() >= next_check:
+                    next_check = time.monotonic() + 2.0
+                    state = self.job_state()
+                    if state in ("failed", "dead", "cancelled"):
+                        failed = f"The job ended {state}"
+                if failed:
+                    print(f"{failed}; the end of {self.logs / 'agent.log'}:", file=sys.stderr)
+                    print(_tail(self.logs / "agent.log"), file=sys.stderr)
                     watcher.terminate()
                     watcher.wait()
                     return 1
+            self.watch_ended = True
             return watcher.returncode
         finally:
             signal.signal(signal.SIGINT, previous)
+            if watcher.poll() is None:  # SIGTERM to this script: `watch` must not outlive it
+                watcher.terminate()
+                watcher.wait()
 
     def shutdown(self) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not leave orphans
-        if self.trainer is not None and self.trainer.poll() is None:
-            say("waiting for the training to end…")
-            _end(self.trainer, grace=TRAIN_END_GRACE_S)
+        if self.agent is not None and self.agent.poll() is None:
+            # Let the job end (STOPped or done) and be reported first: SIGTERM mid-job would requeue it.
+            deadline = time.monotonic() + TRAIN_END_GRACE_S
+            state = self.job_state()
+            if state not in TERMINAL_JOB_STATES:
+                say("waiting for the job to end…")
+                if self.run_id is not None and not self.watch_ended:  # e.g. this script got SIGTERM
+                    self.fitwire("stop", self.run_id, "--no-wait", check=False)
+            while state not in TERMINAL_JOB_STATES and time.monotonic() < deadline and self.agent.poll() is None:
+                time.sleep(0.5)
+                state = self.job_state()
+            _end(self.agent, grace=0)
+            say(f"stopped the trainer agent (job {self.job_id}: {state or 'unknown'})")
         if self.webhook is not None and self.webhook.poll() is None:
             _end(self.webhook, grace=0)
         if self.broker_started:
@@ -183,6 +264,15 @@ def _end(process: subprocess.Popen[bytes], *, grace: float) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _read_from(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -214,11 +304,11 @@ def _terminated(_signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Start the local stack and watch a demo training live.")
-    parser.add_argument("--once", action="store_true", help="end when the demo training ends")
+    parser.add_argument("--once", action="store_true", help="end when the demo job's training ends")
     parser.add_argument("--timeout", type=float, help="stop watching after this many seconds")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--delay", type=float, default=0.1)
+    parser.add_argument("--epochs", type=int, default=8, help="the job's epochs")
+    parser.add_argument("--steps", type=int, default=50, help="training batches per epoch")
+    parser.add_argument("--delay", type=float, default=0.1, help="seconds slept after each batch")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminated)
 
@@ -229,10 +319,13 @@ def main(argv: list[str] | None = None) -> int:
         demo.serve()
         demo.account()
         key = demo.model()
-        run_id = secrets.token_hex(16)
-        demo.train(key, run_id, ["--epochs", str(args.epochs), "--steps", str(args.steps),
-                                 "--delay", str(args.delay)])
+        demo.start_agent()
+        run_id = demo.submit(key, max(1, args.epochs), max(1, args.steps), max(0.0, args.delay))
         here = os.path.relpath(BIN / "fitwire", Path.cwd())
+        say("to start a second agent (jobs then spread across agents), run in a second terminal (in this directory):")
+        print(f"    FITWIRE_DATA_DIR={demo.data_dir} FITWIRE_AMQP_URL={demo.env['FITWIRE_AMQP_URL']} "
+              f"FITWIRE_WEBHOOK_URL={demo.env['FITWIRE_WEBHOOK_URL']} "
+              f"FITWIRE_TOKEN=$(cat {demo.data_dir / 'node-token'}) {here} agent start --pool {JOB_POOL}", flush=True)
         say("to stop the training from a second terminal, run (in this directory):")
         print(f"    FITWIRE_CONFIG_DIR={demo.env['FITWIRE_CONFIG_DIR']} {here} stop {run_id}\n", flush=True)
         watch_args = (["--once"] if args.once else []) + (["--timeout", str(args.timeout)] if args.timeout else [])
