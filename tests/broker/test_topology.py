@@ -8,7 +8,7 @@ from pathlib import Path
 import pika
 import pytest
 
-from fitwire.broker import connect, declare_all
+from fitwire.broker import connect, declare_all, new_id
 from fitwire.broker import topology as t
 
 DEFINITIONS = Path(__file__).resolve().parents[2] / "broker_config" / "definitions.json"
@@ -57,25 +57,33 @@ def test_watcher_queue_drops_oldest_and_expires(amqp_channel) -> None:
     assert bodies == [b"2", b"3", b"4"]  # a slow watcher sees the newest progress, not the oldest
 
 
-def test_dead_jobs_reach_jobs_dead(amqp_channel) -> None:
-    """A job rejected without requeue is dead-lettered to jobs.dead."""
-    pool = "topology-test"
+def test_dead_jobs_are_dead_lettered_to_the_dlx(amqp_channel) -> None:
+    """A job rejected without requeue is dead-lettered through fitwire.dlx with its pool's key.
+
+    The test listens on a private queue bound like jobs.dead, because agents consume jobs.dead itself.
+    """
+    pool = "topology-test-" + new_id()[:8]
     queue = t.job_queue(pool)
     amqp_channel.queue_declare(queue=queue.name, durable=True, arguments=queue.arguments)
     amqp_channel.queue_bind(queue=queue.name, exchange=t.JOBS.name, routing_key=pool)
-    amqp_channel.queue_purge(t.JOBS_DEAD.name)
+    spy = amqp_channel.queue_declare(queue="", exclusive=True, auto_delete=True).method.queue
+    amqp_channel.queue_bind(queue=spy, exchange=t.DLX.name, routing_key=f"jobs.{pool}")
     try:
         amqp_channel.basic_publish(t.JOBS.name, pool, b"poison", pika.BasicProperties(delivery_mode=2))
-        for _ in range(50):
+        method = None
+        for _ in range(100):
             method, _props, _body = amqp_channel.basic_get(queue.name)
             if method:
                 break
+            amqp_channel.connection.sleep(0.02)
         assert method is not None
         amqp_channel.basic_reject(method.delivery_tag, requeue=False)
-        for _ in range(50):
-            dead = amqp_channel.basic_get(t.JOBS_DEAD.name, auto_ack=True)
+        dead = (None, None, None)
+        for _ in range(100):
+            dead = amqp_channel.basic_get(spy, auto_ack=True)
             if dead[0]:
                 break
+            amqp_channel.connection.sleep(0.02)
         assert dead[2] == b"poison"
     finally:
         amqp_channel.queue_delete(queue.name)
