@@ -1,177 +1,59 @@
-"""Tracker benchmarks: fit overhead, publish→watcher latency, STOP-to-halt.
+"""Tracker benchmarks: publish→watcher latency, and STOP-to-halt split into where its time goes.
 
-Run with ``python -m bench bench_tracker`` (``make bench`` runs every module).
-Ratios are measured side by side in one run, alternating the variants, so a
-busy shared machine slows them all alike; absolute times are only context.
+``python scripts/with_broker.py .venv/bin/python -m bench bench_tracker`` (``make
+bench`` runs it; the fit-overhead table is ``bench_overhead``). Options, when
+run as a module (``python -m bench.bench_tracker …``):
+
+* ``--busy N``: N other processes keep a core busy each during the STOP trials,
+  as another job on the box would (issue 12 measured its p99 on a busy machine);
+* ``--trials N``: STOP trials (default 24); ``--stop-only``: skip the latency part.
+
+STOP-to-halt is timed from the publish of the STOP to ``fit`` returning, and
+split at timestamps taken on the way: the signal reaching the transport thread's
+handler, ``stop_training`` set, the next batch hook of Keras, the validation pass
+Keras still runs after a stopped epoch, ``on_train_end``, and the Tracker's end
+(final publishes, closing the connection). The three slowest trials are printed
+whole, so a tail shows its cause.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import logging
-import os
 import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from bench._common import (
+    amqp_url,
+    busy_cores,
+    calibrated,
+    mlp,
+    percentile,
+    require_broker,
+    settings,
+    step_seconds,
+)
 
-ROUNDS = 7
-FIT_SECONDS = 2.0
-"""Target length of one measured fit: long enough that fit's fixed start-up cost does not dominate."""
 LATENCY_RATE_HZ = 50.0
 LATENCY_SECONDS = 12.0
 STOP_TRIALS = 24
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    idx = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[idx]
-
-
-def _amqp_url() -> str:
-    return os.environ.get("FITWIRE_AMQP_URL", "amqp://guest:guest@localhost:5672/")
-
-
-def _settings(tmp: Path) -> Any:
-    from fitwire.settings import Settings
-
-    return Settings.from_env(environ={}, amqp_url=_amqp_url(), data_dir=tmp / "data",
-                             config_dir=tmp / "config")
-
-
-# --- models --------------------------------------------------------------------------
-
-
-def _mlp(batch: int) -> tuple[Any, Any, Any]:
-    import keras
-    import numpy as np
-
-    model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"),
-                              keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)])
-    model.compile(optimizer="adam", loss="mse")
-    x = np.random.default_rng(0).normal(size=(batch * 64, 32)).astype("float32")
-    return model, x, x[:, :1]
-
-
-def _convnet(batch: int) -> tuple[Any, Any, Any]:
-    import keras
-    import numpy as np
-
-    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(32, 3, activation="relu"),
-                              keras.layers.Conv2D(32, 3, activation="relu"),
-                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
-    model.compile(optimizer="adam", loss="mse")
-    x = np.random.default_rng(0).normal(size=(batch * 8, 32, 32, 3)).astype("float32")
-    return model, x, np.zeros((len(x), 10), "float32")
-
-
-def _step_seconds(model: Any, x: Any, y: Any, batch: int) -> float:
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # trace and warm up
-    started = time.perf_counter()
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-    return (time.perf_counter() - started) / (len(x) // batch)
-
-
-def _calibrated(build: Callable[[int], tuple[Any, Any, Any]], batch: int, target_s: float) -> tuple[Any, ...]:
-    """Scale the batch size until one step takes about ``target_s``."""
-    for _ in range(3):
-        model, x, y = build(batch)
-        step = _step_seconds(model, x, y, batch)
-        if 0.7 < step / target_s < 1.4:
-            break
-        batch = max(16, int(batch * target_s / step))  # a loaded machine must not shrink it to nothing
-    return model, x, y, batch, step
-
-
-# --- the baselines -----------------------------------------------------------------------
-
-
-class DLTrackerStyle:
-    """What DL-Tracker did: every batch as str()-valued JSON, published synchronously on the training thread."""
-
-    def __new__(cls, amqp_url: str, key: str) -> Any:
-        import keras
-        import pika
-
-        class _Callback(keras.callbacks.Callback):
-            def on_train_begin(self, logs: Any = None) -> None:
-                self.conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
-                self.channel = self.conn.channel()
-                self.queue = f"updates_{key}"
-                self.channel.queue_declare(self.queue, auto_delete=True, arguments={"x-message-ttl": 5000})
-
-            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-                body = json.dumps({"batch": str(batch), **{k: str(v) for k, v in (logs or {}).items()}})
-                self.channel.basic_publish(exchange="", routing_key=self.queue, body=body)
-
-            def on_train_end(self, logs: Any = None) -> None:
-                self.conn.close()
-
-        return _Callback()
-
-
-# --- 1. overhead ---------------------------------------------------------------------------
-
-
-def overhead(tmp: Path) -> None:
-    import keras
-
-    from fitwire.callback import Tracker
-
-    settings = _settings(tmp)
-    cases = [("MLP ~1 ms/step", _mlp, 32, 0.001), ("convnet ~20 ms/step", _convnet, 32, 0.020)]
-    for title, build, batch, target in cases:
-        model, x, y, batch, step = _calibrated(build, batch, target)
-        steps = max(20, int(FIT_SECONDS / step))
-        reps = -(-steps * batch // len(x))
-        xs = x.repeat(reps, axis=0)[: steps * batch]
-        ys = y.repeat(reps, axis=0)[: steps * batch]
-        variants: dict[str, Callable[[], list[Any]]] = {
-            "plain": list,
-            "Tracker (default rate)": lambda: [Tracker("bench", settings=settings)],
-            "Tracker (every batch)": lambda: [Tracker("bench", settings=settings, max_batches_per_second=None)],
-            "DL-Tracker style": lambda: [DLTrackerStyle(_amqp_url(), f"bench{os.getpid()}")],
-            "TensorBoard(batch)": lambda: [keras.callbacks.TensorBoard(log_dir=str(tmp / "tb"),
-                                                                       update_freq="batch")],
-        }
-        times: dict[str, list[float]] = {name: [] for name in variants}
-        for make in variants.values():  # warm-up: first-use costs (imports, tracing) are not overhead
-            model.fit(xs[: batch * 10], ys[: batch * 10], batch_size=batch, epochs=1, verbose=0, callbacks=make())
-        for r in range(ROUNDS):
-            order = list(variants.items())
-            if r % 2:
-                order.reverse()
-            for name, make in order:
-                callbacks = make()
-                started = time.perf_counter()
-                model.fit(xs, ys, batch_size=batch, epochs=1, verbose=0, callbacks=callbacks)
-                times[name].append(time.perf_counter() - started)
-        print(f"\n{title}: {step * 1000:.2f} ms/step measured, {steps} steps/fit, batch {batch}, "
-              f"{ROUNDS} alternating rounds", flush=True)
-        plain = times["plain"]
-        for name, values in times.items():
-            ratios = [v / p for v, p in zip(values, plain, strict=True)]
-            print(f"  {name:24s} median fit {statistics.median(values):6.3f} s   "
-                  f"ratio to plain (median of rounds) {statistics.median(ratios):.3f}", flush=True)
-
-
-# --- 2. latency ------------------------------------------------------------------------------
+# --- 1. latency ------------------------------------------------------------------------------
 
 
 def latency(tmp: Path) -> None:
     from fitwire.callback import RunSession
     from tests.callback.helpers import Watcher
 
-    settings = _settings(tmp)
-    watcher = Watcher(_amqp_url(), "*.bench-latency.*")
-    session = RunSession("bench-latency", settings=settings, max_batches_per_second=None)
+    watcher = Watcher(amqp_url(), "*.bench-latency.*")
+    session = RunSession("bench-latency", settings=settings(tmp), max_batches_per_second=None)
     session.start(params={}, epochs=1, steps=None)
     time.sleep(1.0)  # connected and declared: measure the steady state, not the connect
     period = 1.0 / LATENCY_RATE_HZ
@@ -188,11 +70,11 @@ def latency(tmp: Path) -> None:
                    if m.run_id == session.run_id and m.type == "batch"]
     watcher.close()
     print(f"\npublish→watcher latency at {LATENCY_RATE_HZ:.0f} batches/s ({len(samples)}/{n} received): "
-          f"p50 {_percentile(samples, 50):.2f} ms, p99 {_percentile(samples, 99):.2f} ms, "
+          f"p50 {percentile(samples, 50):.2f} ms, p99 {percentile(samples, 99):.2f} ms, "
           f"max {max(samples):.2f} ms (target p99 < 10 ms)", flush=True)
 
 
-# --- 3. STOP-to-halt -------------------------------------------------------------------------
+# --- 2. STOP-to-halt -------------------------------------------------------------------------
 
 
 def _GiveUp(seconds: float) -> Any:  # noqa: N802 - a factory standing in for a class
@@ -200,88 +82,285 @@ def _GiveUp(seconds: float) -> Any:  # noqa: N802 - a factory standing in for a 
     import keras
 
     class _Cb(keras.callbacks.Callback):
+        async_safe = True  # must not turn the Tracker's async batch hooks synchronous
+
         def on_train_begin(self, logs: Any = None) -> None:
             self.deadline = time.monotonic() + seconds
 
-        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
             if time.monotonic() > self.deadline:
                 self.model.stop_training = True
 
     return _Cb()
 
 
+def _Marks() -> Any:  # noqa: N802 - a factory standing in for a class
+    """Timestamps of the hooks Keras calls on the training thread (the begin hooks are never async)."""
+    import keras
 
-def stop_to_halt(tmp: Path) -> None:
+    class _Cb(keras.callbacks.Callback):
+        async_safe = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.marks: list[tuple[float, str]] = []
+
+        def _mark(self, what: str) -> None:
+            self.marks.append((time.perf_counter(), what))
+
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            self._mark("train_batch")
+
+        def on_test_begin(self, logs: Any = None) -> None:
+            self._mark("test_begin")
+
+        def on_test_batch_begin(self, batch: int, logs: Any = None) -> None:
+            self._mark("test_batch")
+
+        def on_test_end(self, logs: Any = None) -> None:
+            self._mark("test_end")
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self._mark("epoch_end")
+
+        def on_train_end(self, logs: Any = None) -> None:
+            self._mark("train_end")  # first in the list: before the Tracker's own on_train_end
+
+    return _Cb()
+
+
+class _TransportClock:
+    """Patches the transport class to timestamp a signal's arrival and the end of the connection."""
+
+    def __init__(self) -> None:
+        from fitwire.callback import session, transport
+
+        self.received: dict[str, float] = {}
+        self.closed: dict[str, tuple[float, float]] = {}
+        self.close_asked: dict[str, float] = {}
+        self.ended: dict[str, tuple[float, float]] = {}
+        on_message, disconnect = transport.Transport._on_message, transport.Transport._disconnect
+        close, end = transport.Transport.close, session.RunSession.end
+        clock = self
+
+        def timed_close(self: Any) -> None:
+            clock.close_asked.setdefault(self._run_id, time.perf_counter())
+            close(self)
+
+        def timed_end(self: Any, *args: Any, **kwargs: Any) -> None:
+            started = time.perf_counter()
+            end(self, *args, **kwargs)
+            clock.ended.setdefault(self.run_id, (started, time.perf_counter()))
+
+        def timed_on_message(self: Any, *args: Any) -> None:
+            clock.received.setdefault(self._run_id, time.perf_counter())
+            on_message(self, *args)
+
+        def timed_disconnect(self: Any) -> None:
+            started = time.perf_counter()
+            disconnect(self)
+            clock.closed.setdefault(self._run_id, (started, time.perf_counter()))
+
+        transport.Transport._on_message = timed_on_message  # type: ignore[method-assign]
+        transport.Transport._disconnect = timed_disconnect  # type: ignore[method-assign]
+        transport.Transport.close = timed_close  # type: ignore[method-assign]
+        session.RunSession.end = timed_end  # type: ignore[method-assign]
+
+
+SEGMENTS = [
+    ("delivery: publish → transport thread's handler", "sent", "received"),
+    ("handler → stop_training set", "received", "flag"),
+    ("step in flight: flag → next Keras hook", "flag", "next_hook"),
+    ("Keras after the stop: → on_train_end (validation, epoch end)", "next_hook", "train_end"),
+    ("Tracker end: on_train_end → fit returned", "train_end", "returned"),
+    ("  on_train_end → RunSession.end called", "train_end", "end_start"),
+    ("  end → transport asked to close", "end_start", "close_asked"),
+    ("  asked → last events published, closing starts", "close_asked", "close_start"),
+    ("  closing the connection (AMQP close handshake)", "close_start", "close_end"),
+    ("  thread done → RunSession.end returns", "close_end", "end_end"),
+    ("  RunSession.end returned → fit returned", "end_end", "returned"),
+]
+
+
+HOOKS = ["train_batch", "test_begin", "test_batch", "test_end", "epoch_end", "train_end"]
+
+
+def _trial_marks(marks: list[tuple[float, str]], flag: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    before = [what for t, what in marks if t < flag]
+    after = [(t, what) for t, what in marks if t >= flag]
+    if after:
+        out["next_hook"] = after[0][0]
+        out["next_kind"] = float(HOOKS.index(after[0][1]))
+    if before:
+        out["prev_kind"] = float(HOOKS.index(before[-1]))
+    out["train_end"] = next((t for t, what in marks if what == "train_end"), float("nan"))
+    out["val_after_stop"] = float(any(what == "test_begin" for _, what in after))
+    return out
+
+
+def stop_to_halt(tmp: Path, trials: int, busy: int) -> None:
     from fitwire.broker import Signal
     from fitwire.callback import Tracker
     from tests.callback.helpers import SignalSender
 
-    settings = _settings(tmp)
-    model, x, y, batch, _ = _calibrated(_mlp, 32, 0.002)
+    cfg = settings(tmp)
+    clock = _TransportClock()
+    model, x, y, batch, _ = calibrated(mlp, 32, 0.002)
     vx, vy = x.copy(), y.copy()  # validation as long as an epoch: about half the STOPs land in it
-    train_step = _step_seconds(model, x, y, batch)
+    train_step = step_seconds(model, x, y, batch)
     started = time.perf_counter()
     model.evaluate(vx, vy, batch_size=batch, verbose=0)
     eval_step = (time.perf_counter() - started) / (len(vx) // batch)
-    sender = SignalSender(_amqp_url())
-    halts: list[float] = []
-    deliveries: list[float] = []
-    in_validation = 0
+    sender = SignalSender(amqp_url())
+    rows: list[dict[str, float]] = []
+    pace: dict[str, list[float]] = {}
     rng = random.Random(0)
-    for _ in range(STOP_TRIALS):
-        tracker = Tracker("bench-stop", settings=settings)
-        sent: dict[str, float] = {}
+    with busy_cores(busy):
+        for _ in range(trials):
+            tracker = Tracker("bench-stop", settings=cfg)
+            marks = _Marks()
+            sent: dict[str, float] = {}
 
-        def stop_later(tracker: Any = tracker, sent: dict[str, float] = sent) -> None:
-            while tracker.session is None or tracker.session._transport is None:
-                time.sleep(0.01)
-            # A STOP published before the run's queue exists is dropped by design: wait for it.
-            tracker.session._transport.connected.wait(30)
-            time.sleep(rng.uniform(0.2, 1.0))
-            sent["evaluating"] = float(tracker._evaluating)
-            sent["at"] = time.perf_counter()
-            sender.send(Signal(action="stop", model_key="bench-stop", run_id=tracker.run_id))
+            def stop_later(tracker: Any = tracker, sent: dict[str, float] = sent) -> None:
+                while tracker.session is None or tracker.session._transport is None:
+                    time.sleep(0.01)
+                # A STOP published before the run's queue exists is dropped by design: wait for it.
+                tracker.session._transport.connected.wait(30)
+                time.sleep(rng.uniform(0.2, 1.0))
+                sent["evaluating"] = float(tracker._evaluating)
+                sent["sent"] = time.perf_counter()
+                sender.send(Signal(action="stop", model_key="bench-stop", run_id=tracker.run_id))
 
-        hook = tracker._on_remote_stop
+            hook = tracker._on_remote_stop
 
-        def timed_hook(signal: Any, hook: Any = hook, sent: dict[str, float] = sent) -> str:
-            sent["flag_set"] = time.perf_counter()  # stop_training is set right after this
-            return str(hook(signal))
+            def timed_hook(signal: Any, hook: Any = hook, sent: dict[str, float] = sent) -> str:
+                sent["flag"] = time.perf_counter()  # stop_training is set right after this
+                return str(hook(signal))
 
-        tracker._on_remote_stop = timed_hook  # see where the time goes: delivery vs Keras winding down
+            tracker._on_remote_stop = timed_hook
+            thread = threading.Thread(target=stop_later, daemon=True)
+            thread.start()
+            model.fit(x, y, batch_size=batch, epochs=10_000, validation_data=(vx, vy), verbose=0,
+                      callbacks=[marks, tracker, _GiveUp(60.0)])
+            returned = time.perf_counter()
+            thread.join()
+            run_id = tracker.run_id or ""
+            close_start, close_end = clock.closed.get(run_id, (float("nan"), float("nan")))
+            end_start, end_end = clock.ended.get(run_id, (float("nan"), float("nan")))
+            row = {**sent, "returned": returned, "received": clock.received.get(run_id, float("nan")),
+                   "close_start": close_start, "close_end": close_end, "end_start": end_start, "end_end": end_end,
+                   "close_asked": clock.close_asked.get(run_id, float("nan"))}
+            row.update(_trial_marks(marks.marks, sent.get("flag", returned)))
+            rows.append(row)
+            _pace(marks.marks, sent.get("flag", returned), pace)
+        control = _keras_only(model, x, y, vx, vy, batch, trials, rng)
+    sender.close()
+    _report(rows, train_step, eval_step, busy)
+    print(f"  control, Keras alone ({len(control)} trials, same load): a plain thread sets stop_training "
+          f"(and stop_evaluating in validation; a later validation is cut as the Tracker does) at a random time; set → fit returned: "
+          f"p50 {percentile(control, 50):.1f} ms, p99 {percentile(control, 99):.1f} ms, max {max(control):.1f} ms",
+          flush=True)
+    print("  Keras's own pace in the same trials before each STOP (gap from one hook to the next, ms):", flush=True)
+    for name, gaps in pace.items():
+        print(f"    {name:34s} n={len(gaps):6d}  p50 {percentile(gaps, 50):7.1f}  p99 {percentile(gaps, 99):7.1f}  "
+              f"max {max(gaps):7.1f}", flush=True)
+
+
+def _pace(marks: list[tuple[float, str]], flag: float, pace: dict[str, list[float]]) -> None:
+    """Gaps between consecutive hooks before the STOP: how fast Keras alone moves on this machine now."""
+    for (t0, a), (t1, b) in zip(marks, marks[1:], strict=False):
+        if t1 >= flag:
+            break
+        name = f"{a} → {b}"
+        pace.setdefault(name, []).append((t1 - t0) * 1000)
+
+
+def _keras_only(model: Any, x: Any, y: Any, vx: Any, vy: Any, batch: int, trials: int,
+                rng: random.Random) -> list[float]:
+    """STOP-to-halt with no fitwire at all: the floor Keras itself sets on this machine under this load."""
+    import keras
+
+    class _Flags(keras.callbacks.Callback):
+        async_safe = True
+        evaluating = False
+
+        def on_test_begin(self, logs: Any = None) -> None:
+            self.evaluating = True
+            self.on_test_batch_begin(0)
+
+        def on_test_batch_begin(self, batch: int, logs: Any = None) -> None:
+            if self.model.stop_training:  # the Tracker's policy: a stopped fit's validation is cut short
+                self.model.stop_evaluating = True
+
+        def on_test_end(self, logs: Any = None) -> None:
+            self.evaluating = False
+
+    halts = []
+    for _ in range(trials):
+        flags = _Flags()
+        at: dict[str, float] = {}
+
+        def stop_later(flags: _Flags = flags, at: dict[str, float] = at) -> None:
+            time.sleep(0.3 + rng.uniform(0.2, 1.0))  # about when the Tracker trials sent theirs
+            at["set"] = time.perf_counter()
+            flags.model.stop_training = True
+            if flags.evaluating:
+                flags.model.stop_evaluating = True
+
         thread = threading.Thread(target=stop_later, daemon=True)
         thread.start()
         model.fit(x, y, batch_size=batch, epochs=10_000, validation_data=(vx, vy), verbose=0,
-                  callbacks=[tracker, _GiveUp(60.0)])
-        returned = time.perf_counter()
+                  callbacks=[flags, _GiveUp(60.0)])
+        halts.append((time.perf_counter() - at["set"]) * 1000)
         thread.join()
-        halts.append((returned - sent["at"]) * 1000)
-        deliveries.append((sent["flag_set"] - sent["at"]) * 1000)
-        in_validation += int(sent["evaluating"])
-    sender.close()
+    return halts
+
+
+def _report(rows: list[dict[str, float]], train_step: float, eval_step: float, busy: int) -> None:
+    halts = [(r["returned"] - r["sent"]) * 1000 for r in rows]
     net = [h - train_step * 1000 for h in halts]
-    print(f"\nSTOP-to-halt over {STOP_TRIALS} trials with validation ({in_validation} STOPs landed in validation); "
+    landed = sum(int(r.get("evaluating", 0)) for r in rows)
+    val_after = sum(int(r.get("val_after_stop", 0)) for r in rows)
+    print(f"\nSTOP-to-halt over {len(rows)} trials with validation"
+          f"{f', {busy} other process(es) burning a core' if busy else ''}: "
+          f"{landed} STOPs landed in validation, {val_after} trials ran a validation pass after the STOP; "
           f"train step {train_step * 1000:.2f} ms, eval step {eval_step * 1000:.2f} ms", flush=True)
-    print(f"  publish → fit returned:              p50 {_percentile(halts, 50):.1f} ms, "
-          f"p99 {_percentile(halts, 99):.1f} ms", flush=True)
-    print(f"  publish → stop_training set:         p50 {_percentile(deliveries, 50):.1f} ms, "
-          f"p99 {_percentile(deliveries, 99):.1f} ms", flush=True)
-    print(f"  minus one train step:                p50 {_percentile(net, 50):.1f} ms, "
-          f"p99 {_percentile(net, 99):.1f} ms "
+    print(f"  publish → fit returned:    p50 {percentile(halts, 50):7.1f} ms, p99 {percentile(halts, 99):7.1f} ms, "
+          f"max {max(halts):7.1f} ms", flush=True)
+    print(f"  minus one train step:      p50 {percentile(net, 50):7.1f} ms, p99 {percentile(net, 99):7.1f} ms "
           f"(target p99 < 100 ms + one eval step = {100 + eval_step * 1000:.1f} ms)", flush=True)
+    print("  where the time goes (ms):                                      p50      p99      max     mean",
+          flush=True)
+    for label, a, b in SEGMENTS:
+        values = [(r[b] - r[a]) * 1000 for r in rows if r.get(a) is not None and r.get(b) is not None]
+        values = [v for v in values if v == v]  # nan: a mark that did not happen in that trial
+        if values:
+            print(f"  {label:62s} {percentile(values, 50):7.1f}  {percentile(values, 99):7.1f}  "
+                  f"{max(values):7.1f}  {statistics.mean(values):7.1f}", flush=True)
+    print("  slowest trials (ms per segment):", flush=True)
+    for r in sorted(rows, key=lambda r: r["returned"] - r["sent"], reverse=True)[:3]:
+        parts = ", ".join(f"{label.split(':')[0].strip()} {(r[b] - r[a]) * 1000:.1f}" for label, a, b in SEGMENTS
+                          if r.get(a) is not None and r.get(b) is not None and not label.startswith(" "))
+        where = "in validation" if r.get("evaluating") else "in training"
+        hooks = (f"last hook before {HOOKS[int(r['prev_kind'])] if 'prev_kind' in r else '-'}, "
+                 f"next {HOOKS[int(r['next_kind'])] if 'next_kind' in r else '-'}")
+        print(f"    {(r['returned'] - r['sent']) * 1000:7.1f} total, STOP {where} ({hooks}): {parts}", flush=True)
 
 
-def main() -> None:
-    from fitwire.broker import answers
-
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_tracker", description=__doc__.split("\n")[0])
+    parser.add_argument("--busy", type=int, default=0, help="processes burning a core each during STOP trials")
+    parser.add_argument("--trials", type=int, default=STOP_TRIALS, help=f"STOP trials (default {STOP_TRIALS})")
+    parser.add_argument("--stop-only", action="store_true", help="skip the latency measurement")
+    args = parser.parse_args(argv or [])
     logging.getLogger("fitwire").setLevel(logging.ERROR)  # the no-token notice, once per fit
-    if not answers(_amqp_url()):
-        raise RuntimeError(f"no RabbitMQ answers at {_amqp_url()}; start one with `fitwire dev broker up`")
+    require_broker()
     with tempfile.TemporaryDirectory(prefix="fitwire-bench-") as tmp:
-        overhead(Path(tmp))
-        latency(Path(tmp))
-        stop_to_halt(Path(tmp))
+        if not args.stop_only:
+            latency(Path(tmp))
+        stop_to_halt(Path(tmp), args.trials, args.busy)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

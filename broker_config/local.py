@@ -9,6 +9,11 @@ call. In order it:
 4. starts a project-local node (its own node name, data dir and ``rabbitmq.conf``,
    on the URL's port, or a free one when that port is taken) and waits for it.
 
+The node fitwire starts listens on loopback only (AMQP, Web STOMP, Erlang distribution,
+epmd) unless ``FITWIRE_BROKER_BIND`` says otherwise, and the webhook checks every login
+on it (``fitwire.broker.node_config``): it has no ``guest``, and its URL is the webhook's
+internal account.
+
 When none of that is possible it raises :class:`LocalBrokerError` with one
 sentence saying what to install.
 """
@@ -24,12 +29,18 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from urllib.parse import urlparse
 
 from fitwire.broker.connection import answers
 from fitwire.broker.errors import LocalBrokerError
+from fitwire.broker.node_config import (
+    CONFIG_FILE,
+    PLUGINS_FILE,
+    Accounts,
+    ensure_accounts,
+    write_node_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +50,12 @@ _STATE_FILE = "node.json"
 # Debian's /usr/sbin/rabbitmq-server is a wrapper that `su`s to the rabbitmq
 # user and drops our environment; the real script sits here.
 _DEBIAN_SCRIPT = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+DIST_PORT_OFFSET = 20_000
+"""Erlang distribution listens this far above the AMQP port."""
+STOMP_PORT_OFFSET = 10_002
+"""Web STOMP listens this far above the AMQP port (5672 → 15674, RabbitMQ's own default)."""
+LOOPBACK = "127.0.0.1"
+DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8765"
 
 
 def _server_script() -> Path | None:
@@ -64,7 +81,7 @@ def free_port() -> int:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        if port < 40000 and _port_free(port + 20000):
+        if port < 40000 and _port_free(port + DIST_PORT_OFFSET) and _port_free(port + STOMP_PORT_OFFSET):
             return port
     raise LocalBrokerError("could not find a free TCP port for a local RabbitMQ node")
 
@@ -79,16 +96,50 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _erl_ip(address: str) -> str:
+    """``127.0.0.1`` as Erlang's ``{127,0,0,1}``."""
+    return "{" + ",".join(address.split(".")) + "}"
+
+
 @dataclass
 class LocalNode:
-    """A private RabbitMQ node: own node name, data dir and port; nothing shared with a system broker."""
+    """A private RabbitMQ node: own node name, data dir and port; nothing shared with a system broker.
+
+    ``bind`` is the one address it listens on (AMQP, Web STOMP, Erlang distribution);
+    ``webhook_url`` is the webhook that checks users' and agents' logins.
+    """
 
     data_dir: Path
     port: int = 5672
+    bind: str = LOOPBACK
+    webhook_url: str = DEFAULT_WEBHOOK_URL
+
+    @property
+    def accounts(self) -> Accounts:
+        """The node's internal accounts (generated, 0600, on first use)."""
+        return ensure_accounts(self.data_dir)
+
+    @property
+    def _host(self) -> str:
+        return LOOPBACK if self.bind in (LOOPBACK, "0.0.0.0") else self.bind
 
     @property
     def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        """The webhook's internal account: what ``FITWIRE_AMQP_URL`` of the webhook (and of tests) is."""
+        return self.accounts.webhook.url(self._host, self.port)
+
+    @property
+    def admin_url(self) -> str:
+        """The broker administrator: for operators and ``rabbitmqctl``-like tools, never for clients."""
+        return self.accounts.admin.url(self._host, self.port)
+
+    @property
+    def stomp_port(self) -> int:
+        return self.port + STOMP_PORT_OFFSET
+
+    @property
+    def stomp_url(self) -> str:
+        return f"ws://{self._host}:{self.stomp_port}/ws"
 
     @property
     def nodename(self) -> str:
@@ -107,30 +158,41 @@ class LocalNode:
         pid = state.get("pid")
         return pid if isinstance(pid, int) and state.get("port") == self.port and _pid_alive(pid) else None
 
+    def _erl_args(self) -> str:
+        # Erlang distribution listens on every interface unless told which one.
+        return "" if self.bind == "0.0.0.0" else f"-kernel inet_dist_use_interface {_erl_ip(self.bind)}"
+
     def _environment(self) -> dict[str, str]:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        # An empty env file and plugin list keep a system-wide rabbitmq-env.conf
-        # (node name, listeners) from leaking into our node.
+        # An empty env file keeps a system-wide rabbitmq-env.conf (node name, listeners)
+        # from leaking into our node; plugins and config are this node's own.
         env_file = self.data_dir / "rabbitmq-env.conf"
         env_file.touch()
-        plugins = self.data_dir / "enabled_plugins"
-        plugins.write_text("[].\n")
-        config = resources.files("fitwire.broker").joinpath("rabbitmq.conf")
-        return {
+        write_node_files(self.data_dir, webhook_url=self.webhook_url, bind=self.bind, stomp_port=self.stomp_port)
+        env = {
             **os.environ,
             "HOME": str(self.data_dir),  # the Erlang cookie lives here
             "RABBITMQ_NODENAME": self.nodename,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_IP_ADDRESS": self.bind,
             "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.port + 20000),
+            "RABBITMQ_DIST_PORT": str(self.port + DIST_PORT_OFFSET),
             "RABBITMQ_MNESIA_BASE": str(self.data_dir / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self.data_dir / "log"),
-            "RABBITMQ_CONFIG_FILE": str(config),
+            "RABBITMQ_CONFIG_FILE": str(self.data_dir / CONFIG_FILE),
             "RABBITMQ_CONF_ENV_FILE": str(env_file),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.data_dir / PLUGINS_FILE),
             "RABBITMQ_PID_FILE": str(self.data_dir / "rabbitmq.pid"),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": self._erl_args(),
+            # rabbitmqctl is an Erlang node too, with its own distribution listener.
+            "RABBITMQ_CTL_ERL_ARGS": self._erl_args(),
         }
+        # epmd (started by the first node that needs it) always listens on loopback too;
+        # a system epmd that already runs is shared, with whatever addresses it has.
+        if self.bind == "0.0.0.0":
+            env.pop("ERL_EPMD_ADDRESS", None)
+        else:
+            env["ERL_EPMD_ADDRESS"] = self.bind
+        return env
 
     def start(self, timeout: float = START_TIMEOUT_S) -> None:
         """Start the node (a no-op when it already runs) and wait until it accepts AMQP connections."""
@@ -139,8 +201,9 @@ class LocalNode:
         script = _server_script()
         if script is None:
             raise LocalBrokerError("rabbitmq-server is not installed")
-        if not _port_free(self.port):
-            raise LocalBrokerError(f"port {self.port} is already taken; cannot start a RabbitMQ node on it")
+        for port in (self.port, self.stomp_port, self.port + DIST_PORT_OFFSET):
+            if not _port_free(port):
+                raise LocalBrokerError(f"port {port} is already taken; cannot start a RabbitMQ node on {self.port}")
         log_path = self.data_dir / "server.log"
         env = self._environment()
         with open(log_path, "ab") as log_file:
@@ -152,7 +215,8 @@ class LocalNode:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl+C in the terminal must not kill the broker mid-test
             )
-        self._state_path.write_text(json.dumps({"pid": proc.pid, "port": self.port, "url": self.url}))
+        # No URL here: it holds the webhook's secret, which lives in accounts.json (0600) only.
+        self._state_path.write_text(json.dumps({"pid": proc.pid, "port": self.port, "bind": self.bind}))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -222,14 +286,21 @@ def broker_dir(data_dir: Path) -> Path:
     return data_dir / "rabbitmq"
 
 
-def ensure_broker(amqp_url: str, data_dir: Path) -> tuple[str, bool]:
-    """Make a broker available; returns ``(url, started)`` where ``started`` says we started a node."""
+def ensure_broker(
+    amqp_url: str, data_dir: Path, *, bind: str = LOOPBACK, webhook_url: str = DEFAULT_WEBHOOK_URL
+) -> tuple[str, bool]:
+    """Make a broker available; returns ``(url, started)`` where ``started`` says we started a node.
+
+    A node started here listens on ``bind`` and asks the webhook at ``webhook_url`` about
+    every login that is not one of its internal accounts; the URL returned is the
+    webhook's internal account.
+    """
     if answers(amqp_url):
         return amqp_url, False
     home = broker_dir(data_dir)
     try:
         previous = json.loads((home / _STATE_FILE).read_text())
-        node = LocalNode(home, int(previous["port"]))
+        node = LocalNode(home, int(previous["port"]), bind, webhook_url)
         if node.pid() is not None and answers(node.url):
             return node.url, False
     except (OSError, ValueError, KeyError, TypeError):
@@ -244,8 +315,8 @@ def ensure_broker(amqp_url: str, data_dir: Path) -> tuple[str, bool]:
     if answers(amqp_url):  # the package's post-install may have started the system broker
         return amqp_url, False
     wanted = urlparse(amqp_url).port or 5672
-    port = wanted if _port_free(wanted) and _port_free(wanted + 20000) else free_port()
-    node = LocalNode(home, port)
+    taken = not all(_port_free(p) for p in (wanted, wanted + DIST_PORT_OFFSET, wanted + STOMP_PORT_OFFSET))
+    node = LocalNode(home, free_port() if taken else wanted, bind, webhook_url)
     node.start()
     return node.url, True
 
@@ -261,12 +332,12 @@ def stop_local(data_dir: Path) -> bool:
 
 
 def local_status(data_dir: Path) -> dict[str, object] | None:
-    """``{"url", "pid"}`` of the project-local node when it runs, else None."""
+    """``{"url", "stomp_url", "pid"}`` of the project-local node when it runs, else None."""
     home = broker_dir(data_dir)
     try:
-        port = int(json.loads((home / _STATE_FILE).read_text())["port"])
+        state = json.loads((home / _STATE_FILE).read_text())
+        node = LocalNode(home, int(state["port"]), str(state.get("bind", LOOPBACK)))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    node = LocalNode(home, port)
     pid = node.pid()
-    return {"url": node.url, "pid": pid} if pid is not None else None
+    return {"url": node.url, "stomp_url": node.stomp_url, "pid": pid} if pid is not None else None

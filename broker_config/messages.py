@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from fitwire.broker.errors import DecodeError
 from fitwire.broker.topology import PROTOCOL_VERSION, SUPPORTED_VERSIONS
@@ -25,6 +25,22 @@ Logs = dict[str, float | None]
 
 RunStatus = Literal["completed", "stopped", "failed"]
 SignalAction = Literal["stop", "set_lr", "checkpoint"]
+
+MAX_NAME_CHARS = 255
+"""Longest name a message carries as free text (a signal's ``sender``); longer ones are cut."""
+MAX_TEXT_CHARS = 2000
+"""Longest free text a message carries (a run's end ``reason``, a signal ack's ``detail``); longer is cut."""
+CUT_MARK = "…"
+
+
+def cut_text(value: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """``value`` cut to ``limit`` characters, the last one a ``…`` when something was cut."""
+    return value if len(value) <= limit else value[: limit - len(CUT_MARK)] + CUT_MARK
+
+
+# Cut, not refused: a long label must never cost a STOP or the record that ends a run.
+Name = Annotated[str, AfterValidator(lambda v: cut_text(v, MAX_NAME_CHARS))]
+Text = Annotated[str, AfterValidator(cut_text)]
 
 
 def new_id() -> str:
@@ -86,7 +102,7 @@ class EpochEnd(ProgressEvent):
 class TrainEnd(ProgressEvent):
     type: Literal["train_end"] = "train_end"
     status: RunStatus
-    reason: str | None = None
+    reason: Text | None = None
     logs: Logs = Field(default_factory=dict)
 
 
@@ -95,7 +111,7 @@ class SignalAck(ProgressEvent):
     signal_id: str
     action: str
     ok: bool
-    detail: str = ""
+    detail: Text = ""
 
 
 class Heartbeat(ProgressEvent):
@@ -119,10 +135,20 @@ class Signal(Message):
     model_key: str
     run_id: str | None = None
     value: float | None = Field(None, description="The new learning rate, for set_lr.")
-    sender: str = ""
+    sender: Name = ""
 
 
 # --- fitwire.jobs -----------------------------------------------------------------
+
+JobState = Literal["queued", "running", "succeeded", "failed", "stopped", "cancelled", "dead", "unschedulable"]
+"""Where a job stands; the one list every component (store, API, agent, CLI) uses."""
+JOB_STATES: tuple[str, ...] = get_args(JobState)
+JOB_ENDED: frozenset[str] = frozenset(JOB_STATES) - {"queued", "running"}
+"""A job in one of these states has its verdict and never changes again."""
+
+MAX_GPUS = 64
+MAX_GPU_MEMORY_MB = 1024 * 1024
+"""1 TiB per GPU: far above any GPU made, far below what would overflow a consumer priority."""
 
 
 class JobSpec(BaseModel):
@@ -136,8 +162,8 @@ class JobSpec(BaseModel):
     epochs: int = Field(1, ge=1, le=100_000)
     batch_size: int = Field(32, ge=1, le=1_000_000)
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the entry point.")
-    gpus: int = Field(0, ge=0, le=64)
-    gpu_memory_mb: int = Field(0, ge=0, description="Free GPU memory the job needs on each GPU.")
+    gpus: int = Field(0, ge=0, le=MAX_GPUS)
+    gpu_memory_mb: int = Field(0, ge=0, le=MAX_GPU_MEMORY_MB, description="Free GPU memory the job needs on each GPU.")
 
 
 class Job(Message):

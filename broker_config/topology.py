@@ -1,14 +1,18 @@
 """The RabbitMQ topology of the wire contract, as declarative values.
 
-Everything fitwire declares on a broker is described here once; ``declare_all``
-applies it to a channel, ``definitions()`` renders it in the format of
-``rabbitmqctl import_definitions`` (``broker_config/definitions.json`` is that
-output, and a test keeps the two in agreement).
+Everything fitwire declares on a broker is described here once. Every component
+declares the slice it uses, idempotently, before it uses it (``declare(channel,
+agent_topology(pools))`` and the other per-role values below), so fitwire works on
+a broker nobody prepared; ``declare_all`` applies the whole of it, and
+``definitions()`` renders it in the format of ``rabbitmqctl import_definitions``
+(``broker_config/definitions.json`` is that output, and a test keeps the two in
+agreement).
 
 Routing keys:
 
 * ``fitwire.progress``  ``<owner>.<model_key>.<run_id>`` — one queue per watcher.
-* ``fitwire.signals``   ``<model_key>.<run_id>`` or ``<model_key>.any`` — one queue per run.
+* ``fitwire.signals``   ``<model_key>.<run_id>`` or ``<model_key>.any`` — one queue per run
+  (moving to owner-first ``<owner>.<model_key>.…``: ``owner_signal_key``).
 * ``fitwire.jobs``      ``<pool>`` — one durable quorum queue per pool.
 * ``fitwire.telemetry`` ``node.<node_id>`` — one queue per watcher.
 * ``fitwire.rpc``       ``predict.<pool>`` — one durable queue per pool.
@@ -70,6 +74,19 @@ DLX = Exchange("fitwire.dlx", "topic")
 EXCHANGES: tuple[Exchange, ...] = (PROGRESS, SIGNALS, JOBS, TELEMETRY, RPC, DLX)
 
 JOBS_DEAD = Queue("jobs.dead", arguments={"x-queue-type": "quorum"})
+"""Every dead-lettered job message, kept for admins to inspect (`fitwire jobs dead`); fitwire never consumes it."""
+JOBS_DEAD_WATCH = Queue(
+    "jobs.dead.watch",
+    arguments={"x-queue-type": "quorum", "x-max-length": 10_000, "x-overflow": "drop-head"},
+)
+"""A second copy of every dead letter, which agents consume to mark the job ``dead`` in the store.
+
+Reading ``jobs.dead`` itself to mark jobs would either destroy what admins must be
+able to inspect (consume + ack) or churn it (peek + requeue: every agent would see
+every letter again and again, and a requeue reorders a quorum queue). Binding a
+second queue to ``fitwire.dlx`` gives each dead letter exactly one notification and
+leaves ``jobs.dead`` untouched. Bounded: with no agent running, it must not grow forever.
+"""
 
 
 def job_queue(pool: str) -> Queue:
@@ -122,20 +139,94 @@ def telemetry_key(node_id: str) -> str:
     return f"node.{node_id}"
 
 
+# Owner-first names (issue 11): the broker's topic and resource checks read the owner off the
+# first word, so a user can be confined to their own keys and queues. The clients move to these.
+
+
+def owner_signal_queue_name(owner: str, run_id: str) -> str:
+    """A run's signal queue; only ``owner`` may declare, bind and consume it."""
+    return f"signals.{owner}.{run_id}"
+
+
+def owner_signal_key(owner: str, model_key: str, run_id: str | None) -> str:
+    """Where a signal goes: one run, or (``run_id`` None) every running run of the model."""
+    return f"{owner}.{model_key}.{run_id or ANY_RUN}"
+
+
+def owner_signal_keys(owner: str, model_key: str, run_id: str) -> tuple[str, str]:
+    """Binding keys of a run's signal queue: the run itself and its whole model."""
+    return (owner_signal_key(owner, model_key, run_id), owner_signal_key(owner, model_key, None))
+
+
+# --- what each role declares ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A slice of the topology: what one component declares before it uses it."""
+
+    exchanges: tuple[Exchange, ...] = ()
+    queues: tuple[Queue, ...] = ()
+    bindings: tuple[Binding, ...] = ()
+
+    def __add__(self, other: Topology) -> Topology:
+        def merged(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
+            # union in first-seen order; queues hold a dict, so they are told apart by their repr
+            return tuple({repr(item): item for item in (*a, *b)}.values())
+
+        return Topology(merged(self.exchanges, other.exchanges), merged(self.queues, other.queues),
+                        merged(self.bindings, other.bindings))
+
+
+DEAD_LETTERS = Topology(
+    exchanges=(DLX,),
+    queues=(JOBS_DEAD, JOBS_DEAD_WATCH),
+    bindings=(Binding(DLX.name, JOBS_DEAD.name, "jobs.#"), Binding(DLX.name, JOBS_DEAD_WATCH.name, "jobs.#")),
+)
+"""Where dead jobs go: declared by whoever publishes or consumes jobs, so no dead letter is ever unroutable."""
+
+LIVE = Topology(exchanges=(PROGRESS, SIGNALS))
+"""What a run's Tracker, a watcher and a signal sender use (their own queues are server-named or per run)."""
+
+TELEMETRY_WATCH = Topology(exchanges=(TELEMETRY,))
+"""What a telemetry watcher (``fitwire nodes --broker``) binds its own queue to."""
+
+
+def job_pool_topology(pool: str) -> Topology:
+    """A pool's queue and its binding, plus the dead-letter path: what a job publisher declares."""
+    queue = job_queue(pool)
+    return Topology(exchanges=(JOBS,), queues=(queue,), bindings=(Binding(JOBS.name, queue.name, pool),)) \
+        + DEAD_LETTERS
+
+
+def agent_topology(pools: tuple[str, ...]) -> Topology:
+    """What a trainer agent declares at start: its pools, the dead-letter path, and telemetry."""
+    topology = TELEMETRY_WATCH
+    for pool in pools:
+        topology = topology + job_pool_topology(pool)
+    return topology
+
+
+def full_topology(pools: tuple[str, ...] = DEFAULT_POOLS) -> Topology:
+    """Everything: every exchange, the pools' job and RPC queues, the dead-letter path."""
+    topology = Topology(exchanges=EXCHANGES) + DEAD_LETTERS
+    for pool in pools:
+        topology = topology + job_pool_topology(pool)
+    rpc = Topology(queues=tuple(rpc_queue(p) for p in pools),
+                   bindings=tuple(Binding(RPC.name, rpc_queue(p).name, f"predict.{p}") for p in pools))
+    return topology + rpc
+
+
 def durable_queues(pools: tuple[str, ...] = DEFAULT_POOLS) -> tuple[Queue, ...]:
-    return (JOBS_DEAD, *(job_queue(p) for p in pools), *(rpc_queue(p) for p in pools))
+    return full_topology(pools).queues
 
 
 def durable_bindings(pools: tuple[str, ...] = DEFAULT_POOLS) -> tuple[Binding, ...]:
-    return (
-        Binding(DLX.name, JOBS_DEAD.name, "jobs.#"),
-        *(Binding(JOBS.name, job_queue(p).name, p) for p in pools),
-        *(Binding(RPC.name, rpc_queue(p).name, f"predict.{p}") for p in pools),
-    )
+    return full_topology(pools).bindings
 
 
 class _Channel(Protocol):
-    """The slice of ``pika.channel.Channel`` that ``declare_all`` uses."""
+    """The slice of ``pika.channel.Channel`` that ``declare`` uses."""
 
     def exchange_declare(self, exchange: str, exchange_type: str, durable: bool) -> Any: ...
 
@@ -144,19 +235,24 @@ class _Channel(Protocol):
     def queue_bind(self, queue: str, exchange: str, routing_key: str) -> Any: ...
 
 
-def declare_all(channel: _Channel, pools: tuple[str, ...] = DEFAULT_POOLS) -> None:
-    """Declare every exchange, durable queue and binding; idempotent.
+def declare(channel: _Channel, topology: Topology) -> None:
+    """Declare a slice of the topology (exchanges, then queues, then bindings); idempotent.
 
     Raises ``pika.exceptions.ChannelClosedByBroker`` (PRECONDITION_FAILED) when
     a queue already exists with other arguments — that is a deployment error to
     fix, not something to paper over.
     """
-    for ex in EXCHANGES:
+    for ex in topology.exchanges:
         channel.exchange_declare(exchange=ex.name, exchange_type=ex.type, durable=ex.durable)
-    for q in durable_queues(pools):
+    for q in topology.queues:
         channel.queue_declare(queue=q.name, durable=q.durable, arguments=q.arguments)
-    for b in durable_bindings(pools):
+    for b in topology.bindings:
         channel.queue_bind(queue=b.queue, exchange=b.exchange, routing_key=b.routing_key)
+
+
+def declare_all(channel: _Channel, pools: tuple[str, ...] = DEFAULT_POOLS) -> None:
+    """Declare every exchange, durable queue and binding (what ``definitions.json`` holds); idempotent."""
+    declare(channel, full_topology(pools))
 
 
 def definitions(pools: tuple[str, ...] = DEFAULT_POOLS, vhost: str = "/") -> dict[str, Any]:
@@ -172,7 +268,7 @@ def definitions(pools: tuple[str, ...] = DEFAULT_POOLS, vhost: str = "/") -> dic
                 "internal": False,
                 "arguments": {},
             }
-            for ex in EXCHANGES
+            for ex in full_topology(pools).exchanges
         ],
         "queues": [
             {

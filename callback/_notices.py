@@ -14,6 +14,7 @@ UNAUTHENTICATED = "unauthenticated"
 UNKNOWN_MODEL = "unknown_model"
 NO_TOKEN = "no_token"
 REJECTED = "rejected"
+SHRUNK = "shrunk"
 OUTBOX_UNAVAILABLE = "outbox_unavailable"
 
 
@@ -25,10 +26,17 @@ class Notices:
     10,000 lines about it.
     """
 
-    def __init__(self, logger: logging.Logger = log) -> None:
+    def __init__(self, logger: logging.Logger = log, *, quiet: bool = False) -> None:
         self._log = logger
+        self._level = logging.DEBUG if quiet else logging.WARNING
         self._seen: set[str] = set()
+        self._context: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    def set_context(self, condition: str, clause: str) -> None:
+        """A clause added to ``condition``'s line, whichever thread writes it first ("" removes it)."""
+        with self._lock:
+            self._context[condition] = clause
 
     def warn(self, condition: str, message: str) -> bool:
         """Log ``message`` as a warning unless ``condition`` was already reported.
@@ -40,7 +48,10 @@ class Notices:
             if condition in self._seen:
                 return False
             self._seen.add(condition)
-        self._log.warning("fitwire: %s", message)
+            clause = self._context.get(condition)
+        if clause:
+            message = f"{message.rstrip('.')}; {clause}."
+        self._log.log(self._level, "fitwire: %s", message)
         return True
 
     def seen(self, condition: str) -> bool:

@@ -40,11 +40,10 @@ def resolve(
 
     Precedence of the broker URL: the explicit ``amqp_url`` argument, then
     ``FITWIRE_AMQP_URL`` in the environment, then the webhook's answer, then
-    ``settings.amqp_url``. The owner is the webhook's username, else the saved
-    login's, else ``"anonymous"``: when the webhook is unreachable, live
-    progress still flows.
+    the one it announced at ``fitwire login`` (see :func:`offline_broker`). The
+    owner is the webhook's username, else the saved login's, else
+    ``"anonymous"``: when the webhook is unreachable, live progress still flows.
     """
-    env_amqp = os.environ.get(Settings.env_name("amqp_url"))
     saved = credentials.load(settings)
     owner = saved.username if saved else ANONYMOUS
     learned_amqp: str | None = None
@@ -76,14 +75,41 @@ def resolve(
                 )
             elif resp.ok:
                 owner, learned_amqp = _parse_session(resp, owner)
+                notices.set_context(_notices.WEBHOOK_DOWN, "")  # the broker is known: nothing to add
     else:
         notices.warn(
             _notices.NO_TOKEN,
             "no fitwire token (Tracker(token=…), FITWIRE_TOKEN or `fitwire login`): "
             "live progress only, this run is not stored.",
         )
-    url = amqp_url or env_amqp or learned_amqp or settings.amqp_url
+    chosen = _chosen_broker(amqp_url)
+    url = chosen or learned_amqp or offline_broker(settings, webhook_url, None)[0]
     return Identity(owner=owner, amqp_url=url, webhook_url=webhook_url, token=token)
+
+
+def _chosen_broker(amqp_url: str | None) -> str | None:
+    """The broker the user named (argument, then ``FITWIRE_AMQP_URL``), which beats any announced one."""
+    return amqp_url or os.environ.get(Settings.env_name("amqp_url")) or None
+
+
+def offline_broker(settings: Settings, webhook_url: str, amqp_url: str | None) -> tuple[str, str]:
+    """The broker a run uses when its webhook cannot say, and the clause its warning line adds.
+
+    Without a broker named by the user, that is the one the webhook announced
+    at ``fitwire login`` (saved in the login file, for that same server); with
+    none remembered, ``settings.amqp_url``, and the clause says so: live
+    progress may then go where no watcher and no STOP of that server can reach.
+    """
+    chosen = _chosen_broker(amqp_url)
+    if chosen:
+        return chosen, ""
+    saved = credentials.load(settings)
+    if saved and saved.amqp_url and saved.server.rstrip("/") == webhook_url.rstrip("/"):
+        return saved.amqp_url, f"live progress goes to {redact(saved.amqp_url)}, the broker it announced at login"
+    return settings.amqp_url, (
+        f"no broker URL remembered from a `fitwire login` to it, so live progress tries "
+        f"{redact(settings.amqp_url)} (set FITWIRE_AMQP_URL to the right one)"
+    )
 
 
 def _parse_session(resp: requests.Response, fallback_owner: str) -> tuple[str, str | None]:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from fitwire.broker import (
     SettingsError,
 )
 from fitwire.broker.connection import redact
+from fitwire.cli.display import clean
 from fitwire.settings import Settings
 
 EXIT_OK = 0
@@ -48,6 +50,8 @@ HTTP_TIMEOUT_S = 15.0
 """Long enough for a busy SQLite webhook, short enough that a dead server is noticed."""
 
 API = "/api/v1"
+STATE_FETCHES = 8
+"""Run states fetched at once for a table of runs (the webhook serves 8 threads by default)."""
 
 
 # --- consoles -------------------------------------------------------------------------
@@ -123,7 +127,8 @@ def sentence(text: str) -> str:
 
 def fail(message: str, exit_code: int = EXIT_ERROR) -> typer.Exit:
     """Print ``message`` on stderr and return the ``typer.Exit`` to raise."""
-    io().err.print(sentence(message), style="red", markup=False, highlight=False, soft_wrap=True)
+    # Messages quote the server (its error sentences, names): cleaned like any remote text.
+    io().err.print(sentence(clean(message)), style="red", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(exit_code)
 
 
@@ -281,6 +286,20 @@ class Api:
 
     def run_state(self, run_id: str) -> dict[str, Any]:
         return dict(self.get(f"{API}/runs/{quote(run_id, safe='')}/state"))
+
+    def epochs_of(self, run_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each run's stored epochs (how far it got: a run's record holds only the plan)."""
+
+        def epochs(run_id: str) -> list[dict[str, Any]]:
+            try:
+                return list(self.run_state(run_id).get("epochs", []))
+            except ApiError as exc:
+                if exc.status == 404:
+                    return []  # deleted since it was listed
+                raise
+
+        with ThreadPoolExecutor(max_workers=STATE_FETCHES) as pool:
+            return dict(zip(run_ids, pool.map(epochs, run_ids), strict=True))
 
     def find_model(self, key_or_name: str) -> dict[str, Any]:
         """A model by key, else by its (unique) name; CliError when there is none."""

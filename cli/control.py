@@ -80,7 +80,7 @@ def send(
         queue.publish(signal)
         names = ", ".join(t.label for t in targets)
         what = "STOP" if action == "stop" else f"{action} {value:g}" if value is not None else action
-        out.print(f"Sent {what} to {names} (signal {signal.id[:8]}).", highlight=False)
+        out.print(f"Sent {what} to {names} (signal {signal.id[:8]}).", markup=False, highlight=False)
         if no_wait:
             return
         _wait(client, queue, signal, targets, sent=sent, wait_end=wait_end, timeout=timeout)
@@ -109,10 +109,10 @@ def _wait(
                     target = by_id[event.run_id] = _Target(event.run_id, display.run_label(None, event.run_id))
                 target.acked = time.monotonic() - sent
                 if not event.ok:
-                    raise CliError(f"{target.label} refused {signal.action}: {event.detail or 'no reason given'}")
-                detail = f": {event.detail}" if event.detail else ""
+                    raise CliError(f"{target.label} refused {signal.action}: {display.clean(event.detail or 'no reason given')}")
+                detail = f": {display.clean(event.detail)}" if event.detail else ""
                 out.print(f"{target.label} acknowledged after {display.fmt_duration(target.acked)}{detail}",
-                          highlight=False)
+                          markup=False, highlight=False)
             elif isinstance(event, TrainEnd) and target is not None and target.ended is None:
                 target.ended = time.monotonic() - sent
                 target.detail = {"status": event.status, "reason": event.reason}

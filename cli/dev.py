@@ -27,15 +27,26 @@ def _settings() -> Settings:
 
 @broker.command("up")
 def up() -> None:
-    """Make a broker available; print its URL on the last line (for FITWIRE_AMQP_URL)."""
+    """Make a broker available; print its URL on the last line (for FITWIRE_AMQP_URL).
+
+    A node started here listens on FITWIRE_BROKER_BIND (loopback by default) and asks the
+    webhook at FITWIRE_WEBHOOK_URL about every user's and agent's login; the URL printed is
+    the webhook's own internal account (secrets in <data dir>/rabbitmq/accounts.json, 0600).
+    """
     settings = _settings()
     try:
-        url, started = ensure_broker(settings.amqp_url, settings.data_dir)
+        url, started = ensure_broker(
+            settings.amqp_url, settings.data_dir, bind=settings.broker_bind, webhook_url=settings.webhook_url
+        )
     except FitwireError as exc:
         _err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(3) from None
+    local = local_status(settings.data_dir)
+    if local:
+        _err.print(f"logins checked by the webhook at {settings.webhook_url}; Web STOMP at {local['stomp_url']}",
+                   soft_wrap=True)
     what = "started a local RabbitMQ node" if started else "a RabbitMQ answers"
-    _err.print(f"{what} at {redact(url)}")
+    _err.print(f"{what} at {redact(url)}")  # last: `make run` shows this line
     print(url)
 
 
@@ -57,7 +68,7 @@ def status() -> None:
     settings = _settings()
     local = local_status(settings.data_dir)
     if local:
-        print(f"local node (pid {local['pid']}) at {redact(str(local['url']))}")
+        print(f"local node (pid {local['pid']}) at {redact(str(local['url']))}, Web STOMP at {local['stomp_url']}")
     elif answers(settings.amqp_url):
         print(f"a RabbitMQ answers at {redact(settings.amqp_url)} (not started by fitwire)")
     else:

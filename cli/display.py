@@ -1,8 +1,18 @@
-"""How runs look in the terminal: metric formatting, run labels, epoch summaries, the run table."""
+"""How runs look in the terminal: remote text made safe, metric formatting, run labels,
+epoch summaries, the run table.
+
+Every string that came from the server or the broker (names, reasons, hosts, metric
+names, signal details) goes through :func:`clean` before it is drawn, and is drawn as
+a ``Text`` (or with ``markup=False``), never inside rich markup: a run named
+``[bold]x`` prints those brackets, and an ``ESC[2J`` in a reason prints as ``\x1b[2J``
+instead of clearing the screen.
+"""
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +22,28 @@ from rich.text import Text
 
 STATUS_STYLE = {"running": "cyan", "completed": "green", "stopped": "yellow", "failed": "red"}
 METRIC_ORDER = ("loss", "accuracy", "acc")
+
+# C0 controls, DEL and C1 controls (ESC and CSI start terminal commands), the Unicode line
+# separators and the bidirectional overrides and isolates (they reorder what follows).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def clean(value: Any) -> str:
+    """``value`` as text that cannot move the cursor or restyle the terminal: every control
+    character is shown as its escape (``\x1b``, ``\n``). The one sanitiser for remote text;
+    draw the result as a ``Text`` (or use :func:`remote`), never inside rich markup."""
+    return _UNSAFE.sub(_escape, str(value))
+
+
+def remote(value: Any, style: str = "") -> Text:
+    """Remote text as a ``Text``: cleaned, and safe from rich markup (``[red]`` stays literal)."""
+    return Text(clean(value), style=style)
 
 
 def number(value: Any) -> float | None:
@@ -47,10 +79,10 @@ def metric_names(logs: dict[str, Any]) -> list[str]:
 
 
 def fmt_logs(logs: dict[str, Any] | None, limit: int | None = None) -> str:
-    """``loss 0.1234  accuracy 0.9500 …``; the first ``limit`` metrics only, when given."""
+    """``loss 0.1234  accuracy 0.9500 …``; the first ``limit`` metrics only, when given (names cleaned)."""
     if not logs:
         return ""
-    return "  ".join(f"{k} {fmt_value(logs[k])}" for k in metric_names(logs)[:limit])
+    return "  ".join(f"{clean(k)} {fmt_value(logs[k])}" for k in metric_names(logs)[:limit])
 
 
 def parse_time(iso: Any) -> float | None:
@@ -74,13 +106,36 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def run_label(run: dict[str, Any] | None, run_id: str) -> str:
-    """A run's human name (training_003) when the server gave one, else its id's start."""
+    """A run's human name (training_003) when the server gave one, else its id's start (cleaned)."""
     name = (run or {}).get("name")
-    return str(name) if name else f"run {run_id[:8]}"
+    return clean(name) if name else f"run {clean(run_id[:8])}"
 
 
 def status_text(status: str) -> Text:
-    return Text(status, style=STATUS_STYLE.get(status, ""))
+    return remote(status, STATUS_STYLE.get(status, ""))
+
+
+def epochs_done(epochs: Sequence[Mapping[str, Any]]) -> int:
+    """How far a run got: its last stored epoch, counted from 1 (a resumed run did not store the first)."""
+    return max(int(e["epoch"]) for e in epochs) + 1 if epochs else 0
+
+
+def partial_epoch(run: Mapping[str, Any], epochs: Sequence[Mapping[str, Any]]) -> int | None:
+    """The epoch (from 0) that a STOP cut short, None when every stored epoch ran to its end.
+
+    A STOP halts ``fit`` at the next batch boundary and Keras still ends that epoch, so the
+    last stored epoch of a ``stopped`` run holds the logs of part of an epoch (or of a cut
+    validation). A run that failed never stored the epoch it died in.
+    """
+    if run.get("status") != "stopped" or not epochs:
+        return None
+    return epochs_done(epochs) - 1
+
+
+def epochs_text(done: int, planned: int | None, partial: bool = False) -> str:
+    """``6/15`` (epochs run of epochs planned); ``6/15 (last partial)`` when a STOP cut the last one."""
+    text = f"{done}/{planned}" if planned else str(done)
+    return f"{text} (last partial)" if partial else text
 
 
 def run_duration(run: dict[str, Any]) -> float | None:
@@ -89,52 +144,62 @@ def run_duration(run: dict[str, Any]) -> float | None:
 
 
 def runs_table(
-    runs: list[dict[str, Any]], *, title: str | None = None, model_names: dict[str, str] | None = None
+    runs: list[dict[str, Any]],
+    epochs: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    title: str | None = None,
+    model_names: dict[str, str] | None = None,
 ) -> Table:
-    """One row per run; a model column when ``model_names`` (key → name) is given."""
+    """One row per run, ``epochs`` (run id → its stored epochs) giving how far each got;
+    a model column when ``model_names`` (key → name) is given."""
     columns = ["run", "name", "status", "epochs", "final metrics", "started", "took"]
     if model_names is not None:
         columns.insert(1, "model")
-    table = Table(*columns, title=title, title_justify="left", box=None, header_style="bold")
+    table = Table(*columns, title=remote(title) if title else None, title_justify="left", box=None,
+                  header_style="bold")
     for run in runs:
-        model = [model_names.get(run["model_key"], run["model_key"])] if model_names is not None else []
+        stored = epochs.get(run["run_id"], [])
+        model = [remote(model_names.get(run["model_key"], run["model_key"]))] if model_names is not None else []
         table.add_row(
-            run["run_id"][:12],
+            remote(run["run_id"][:12]),
             *model,
-            run_label(run, run["run_id"]),
+            Text(run_label(run, run["run_id"])),
             status_text(str(run.get("status", ""))),
-            str(run.get("epochs") or "—"),
-            fmt_logs(run.get("final_logs"), limit=2),  # a table row, not the whole story: `runs show`
-            str(run.get("started_at") or "")[:19].replace("T", " "),
+            Text(epochs_text(epochs_done(stored), run.get("epochs"), partial_epoch(run, stored) is not None)),
+            Text(fmt_logs(run.get("final_logs"), limit=2)),  # a table row, not the whole story: `runs show`
+            remote(str(run.get("started_at") or "")[:19].replace("T", " ")),
             fmt_duration(run_duration(run)),
         )
     return table
 
 
-def epoch_line(label: str, epoch: int, total: int | None, logs: dict[str, Any], took: float | None) -> Text:
-    """The line left behind by a finished epoch (epochs count from 1 on screen, 0 on the wire)."""
+def epoch_line(label: str, epoch: int, total: int | None, logs: dict[str, Any], took: float | None,
+               *, partial: bool = False) -> Text:
+    """The line left behind by an ended epoch (epochs count from 1 on screen, 0 on the wire):
+    ``✓`` when it ran to its end, ``◐ … partial`` when a STOP cut it short."""
     of = f"/{total}" if total else ""
     line = Text()
-    line.append("✓ ", style="green")
+    line.append("◐ " if partial else "✓ ", style="yellow" if partial else "green")
     line.append(f"{label} epoch {epoch + 1}{of}", style="bold")
+    if partial:
+        line.append(" partial (stopped mid-epoch)", style="yellow")
     if took is not None:
         line.append(f"  {fmt_duration(took)}", style="dim")
     line.append(f"  {fmt_logs(logs)}")
     return line
 
 
-def end_line(label: str, status: str, reason: str | None, epochs_done: int, total: int | None,
-             took: float | None, logs: dict[str, Any] | None) -> Text:
+def end_line(label: str, status: str, reason: str | None, done: int, total: int | None,
+             took: float | None, logs: dict[str, Any] | None, *, partial: bool = False) -> Text:
     mark = {"completed": "■", "stopped": "◼", "failed": "✗"}.get(status, "■")
     line = Text()
     line.append(f"{mark} {label} ", style="bold")
-    line.append(status, style=STATUS_STYLE.get(status, "bold"))
-    of = f"/{total}" if total else ""
-    line.append(f" after {epochs_done}{of} epochs")
+    line.append(clean(status), style=STATUS_STYLE.get(status, "bold"))
+    line.append(f" after {epochs_text(done, total)} epochs" + (", the last one partial" if partial else ""))
     if took is not None:
         line.append(f" in {fmt_duration(took)}")
     if reason:
-        line.append(f" ({reason})", style="dim")
+        line.append(f" ({clean(reason)})", style="dim")
     if logs:
         line.append(f"  {fmt_logs(logs)}")
     return line

@@ -3,6 +3,7 @@
 Through the webhook (`POST /api/v1/jobs`) when logged in; with `--local`, jobs
 are recorded under the data dir and published straight to the broker (agents
 started with `fitwire agent start --local` on the same machine take them).
+`fitwire jobs dead` shows admins what `jobs.dead` holds, and `--purge` empties it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from urllib.parse import quote
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from fitwire.broker import JobSpec
 from fitwire.cli.common import (
@@ -35,7 +37,8 @@ app = typer.Typer(no_args_is_help=True, help="Submit and manage training jobs.")
 LocalOption = Annotated[bool, typer.Option("--local", help="Use the data dir and the broker directly (no webhook).")]
 JobArg = Annotated[str, typer.Argument(help="A job id (or a unique prefix of one, with --local).")]
 STATE_STYLE = {"queued": "yellow", "running": "cyan", "succeeded": "green", "failed": "red",
-               "stopped": "magenta", "cancelled": "dim", "dead": "bold red"}
+               "stopped": "magenta", "cancelled": "dim", "dead": "bold red", "unschedulable": "bold red"}
+"""A colour per state of ``fitwire.broker.messages.JOB_STATES`` (a test keeps the two together)."""
 
 
 def _local() -> tuple[Any, Any]:
@@ -109,6 +112,8 @@ def submit(
     if as_json:
         print_json(record)
         return
+    if record["state"] != "queued":  # e.g. unschedulable: no registered node could ever run it
+        raise CliError(f"Job {record['job_id']} is {record['state']}: {record.get('reason') or 'no reason given'}")
     io().out.print(
         f"Queued job [bold]{record['job_id']}[/] on pool {record['pool']} (run {record['run_id']}).\n"
         f"Follow it with: fitwire watch {record['run_id']}", highlight=False,
@@ -192,3 +197,54 @@ def cancel(job: JobArg, local: LocalOption = False, server: ServerOption = None,
         print_json(record)
         return
     io().out.print(f"Cancelled job {record['job_id']}.", highlight=False)
+
+
+@app.command()
+@reports_errors
+def dead(
+    purge: Annotated[bool, typer.Option("--purge", help="Empty jobs.dead (the jobs stay dead).")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Show at most this many letters.")] = 100,
+    local: Annotated[bool, typer.Option("--local", help="Read the broker directly (no webhook).")] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What jobs.dead holds (admins): dead jobs and undecodable messages, left in place."""
+    if local:
+        from fitwire.agent.deadletters import peek_dead_letters, purge_dead_letters
+        from fitwire.broker import connect, translate_errors
+
+        conn = connect(settings().amqp_url, name="fitwire-jobs-dead")
+        try:
+            with translate_errors():
+                found = ({"purged": purge_dead_letters(conn.channel())} if purge else
+                         dict(zip(("dead_letters", "total"), peek_dead_letters(conn.channel(), limit), strict=True)))
+        finally:
+            if conn.is_open:
+                conn.close()
+    elif purge:
+        found = dict(api(server, token).delete(f"{API}/dead-letters"))
+    else:
+        found = dict(api(server, token).get(f"{API}/dead-letters?limit={limit}"))
+    if as_json:
+        print_json(found)
+        return
+    if purge:
+        io().out.print(f"Purged {found['purged']} dead letter(s) from jobs.dead.", highlight=False)
+        return
+    letters = found["dead_letters"]
+    if not letters:
+        io().out.print("jobs.dead is empty.", markup=False)
+        return
+    table = Table("job", "pool", "why", "died", "what", box=None, header_style="bold")
+    for letter in letters:
+        died = (datetime.fromtimestamp(letter["died_at"], UTC).isoformat()[:19].replace("T", " ")
+                if letter.get("died_at") else "")
+        what = (f"job of {letter['owner']}" if letter["decodable"]
+                else f"undecodable ({letter['error']}): {letter['body'][:60]!r}")
+        # Text, not markup: a dead letter's body is anyone's bytes
+        table.add_row(Text((letter["job_id"] or "—")[:12]), Text(letter["pool"]), Text(letter["reason"]), died,
+                      Text("".join(c if c.isprintable() else "?" for c in what)))
+    io().out.print(table)
+    if found["total"] > len(letters):
+        io().out.print(f"… {found['total'] - len(letters)} more (--limit).", markup=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from fitwire.cli import agent_cmd, dev, jobs, models, nodes, outbox, runs, session, webhook_cmd
+from fitwire.cli.extras import add_typer_needing
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -17,7 +18,8 @@ runs.register(app)  # runs …, watch, stop, lr
 app.add_typer(models.app, name="models")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(nodes.app, name="nodes")
-app.add_typer(agent_cmd.app, name="agent")
-app.add_typer(webhook_cmd.app, name="webhook")
+# Without their extra these say which one to install, instead of failing on an import.
+add_typer_needing(app, agent_cmd.app, name="agent", extra="agent")
+add_typer_needing(app, webhook_cmd.app, name="webhook", extra="server")
 app.add_typer(outbox.app, name="outbox")
 app.add_typer(dev.app, name="dev")

@@ -7,7 +7,9 @@ from urllib.parse import quote
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
+from fitwire.cli import display
 from fitwire.cli.common import (
     API,
     JsonOption,
@@ -43,7 +45,11 @@ def create(
         print_json(model)
         return
     out = io().out
-    out.print(f"Created model {model['name']!r} with key [bold]{model['key']}[/].", highlight=False)
+    line = Text("Created model ")
+    line.append(display.clean(repr(model["name"])))
+    line.append(" with key ")
+    line.append(display.clean(model["key"]), style="bold")
+    out.print(line, ".", sep="", highlight=False)
     out.print(f"Use it in fit: callbacks=[Tracker({model['key']!r})]", markup=False, highlight=False)
 
 
@@ -60,7 +66,8 @@ def list_(server: ServerOption = None, token: TokenOption = None, as_json: JsonO
         return
     table = Table("key", "name", "runs", "created", box=None, header_style="bold")
     for m in models:
-        table.add_row(m["key"], m["name"], str(m.get("runs", 0)), _when(m.get("created_at")))
+        table.add_row(display.remote(m["key"]), display.remote(m["name"]), str(m.get("runs", 0)),
+                      _when(m.get("created_at")))
     io().out.print(table)
 
 
@@ -80,7 +87,7 @@ def rename(
     if as_json:
         print_json(renamed)
         return
-    io().out.print(f"Model {key} is now named {renamed['name']!r}.", highlight=False)
+    io().out.print(f"Model {key} is now named {display.clean(repr(renamed['name']))}.", markup=False, highlight=False)
 
 
 @app.command()

@@ -40,12 +40,19 @@ def listen(amqp_url: str, seconds: float) -> list[dict[str, Any]]:
     """The nodes heard on ``fitwire.telemetry`` within ``seconds``, in the API's Node shape."""
     from fitwire.broker import NodeTelemetry, connect, decode
     from fitwire.broker.errors import DecodeError
-    from fitwire.broker.topology import TELEMETRY, telemetry_key, watcher_queue_arguments
+    from fitwire.broker.topology import (
+        TELEMETRY,
+        TELEMETRY_WATCH,
+        declare,
+        telemetry_key,
+        watcher_queue_arguments,
+    )
 
     conn = connect(amqp_url, name="fitwire-nodes")
     heard: dict[str, dict[str, Any]] = {}
     try:
         ch = conn.channel()
+        declare(ch, TELEMETRY_WATCH)  # before any agent ran, the exchange may not exist yet
         queue = ch.queue_declare("", exclusive=True, auto_delete=True, arguments=watcher_queue_arguments()).method.queue
         ch.queue_bind(queue, TELEMETRY.name, telemetry_key("*"))
         deadline = time.monotonic() + seconds

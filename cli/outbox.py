@@ -1,9 +1,11 @@
-"""`fitwire outbox`: The Tracker's local outbox of unsent run records."""
+"""`fitwire outbox`: The Tracker's local outbox of unsent run records (one file per run)."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +14,8 @@ from rich.table import Table
 
 from fitwire import credentials
 from fitwire.broker.errors import SettingsError
-from fitwire.callback.outbox import Outbox, flush, outbox_path
+from fitwire.callback.delivery import flush_leftovers
+from fitwire.callback.outbox import Lease, Outbox, outbox_dir, outbox_files
 from fitwire.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="The Tracker's local outbox of unsent run records.")
@@ -21,13 +24,21 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _open() -> tuple[Settings, Outbox]:
+def _settings() -> Settings:
     try:
-        settings = Settings.from_env()
+        return Settings.from_env()
     except SettingsError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(code=2) from None
-    return settings, Outbox(outbox_path(settings))
+
+
+def _live(path: Path) -> bool:
+    """Whether a running fit holds this file (it sends its records itself)."""
+    lease = Lease.take(path)
+    if lease is None:
+        return True
+    lease.release()
+    return False
 
 
 @app.command("status")
@@ -35,20 +46,32 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show the run records that have not reached the webhook yet."""
-    settings, outbox = _open()
-    try:
-        counts, rows = outbox.counts(), outbox.rows()
-    finally:
-        outbox.close()
+    settings = _settings()
+    counts = {"pending": 0, "rejected": 0}
+    rows: list[dict[str, object]] = []
+    for path in outbox_files(settings):
+        try:
+            outbox = Outbox(path, create=False)
+        except (OSError, sqlite3.Error):  # finished and deleted meanwhile
+            continue
+        try:
+            for state, n in outbox.counts().items():
+                counts[state] = counts.get(state, 0) + n
+            file_rows = outbox.rows()
+        finally:
+            outbox.close()
+        live = _live(path) if file_rows else False
+        rows += [{**r, "live": live} for r in file_rows]
     if as_json:
-        typer.echo(json.dumps({"path": str(outbox_path(settings)), **counts, "records": rows}))
+        typer.echo(json.dumps({"path": str(outbox_dir(settings)), **counts, "records": rows}))
         return
-    console.print(f"outbox {outbox_path(settings)}: {counts['pending']} pending, {counts['rejected']} rejected")
+    console.print(f"outbox {outbox_dir(settings)}: {counts['pending']} pending, {counts['rejected']} rejected")
     if rows:
         table = Table("run", "record", "webhook", "state", "attempts", "last error")
         for r in rows:
             what = f"epoch {r['epoch']}" if r["kind"] == "epoch_end" else str(r["kind"])
-            table.add_row(str(r["run_id"])[:12], what, str(r["server"]), str(r["state"]),
+            state = f"{r['state']} (run going on)" if r["live"] else str(r["state"])
+            table.add_row(str(r["run_id"])[:12], what, str(r["server"]), state,
                           str(r["attempts"]), str(r["last_error"]))
         console.print(table)
 
@@ -63,22 +86,40 @@ def flush_cmd(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Send every pending run record to its webhook now; exit 1 when some are still pending."""
-    settings, outbox = _open()
-    try:
-        if retry_rejected:
-            outbox.requeue_rejected(credentials.resolve_token(settings))
-        result = flush(outbox, deadline=time.monotonic() + timeout, respect_backoff=False)
-        counts = outbox.counts()
-    finally:
-        outbox.close()
+    """Send every pending run record to its webhook now; exit 1 when some are still pending.
+
+    Records of fits still running are left to them (they send their own).
+    """
+    settings = _settings()
+    token = credentials.resolve_token(settings) if retry_rejected else None
+
+    def requeue(outbox: Outbox) -> None:
+        outbox.requeue_rejected(token)
+
+    result = flush_leftovers(outbox_files(settings), deadline=time.monotonic() + timeout, respect_backoff=False,
+                             before=requeue if retry_rejected else None, count_live=True)
+    counts = {"pending": 0, "rejected": 0}
+    for path in outbox_files(settings):
+        try:
+            outbox = Outbox(path, create=False)
+        except (OSError, sqlite3.Error):
+            continue
+        try:
+            for state, n in outbox.counts().items():
+                counts[state] = counts.get(state, 0) + n
+        finally:
+            outbox.close()
+    left = counts["pending"] - result.live
     if as_json:
         typer.echo(json.dumps({"sent": result.sent, "rejected": result.rejected, "failed": result.failed,
-                               **counts, "errors": sorted(set(result.errors))}))
+                               "shrunk": result.shrunk, "live": result.live, **counts,
+                               "errors": sorted(set(result.errors))}))
     else:
         console.print(f"sent {result.sent}, refused {result.rejected}; "
-                      f"{counts['pending']} pending, {counts['rejected']} rejected in {outbox_path(settings)}")
+                      f"{counts['pending']} pending, {counts['rejected']} rejected in {outbox_dir(settings)}")
+        if result.live:
+            console.print(f"{result.live} of the pending records belong to fits still running; they send them.")
         for error in sorted(set(result.errors)):
             err_console.print(f"  {error}")
-    if counts["pending"]:
+    if left > 0:
         raise typer.Exit(code=1)

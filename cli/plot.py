@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from fitwire.cli.display import clean
+
 _DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
 """Bit of the dot at (row, column) inside a braille cell."""
 _BRAILLE = 0x2800
@@ -62,7 +64,7 @@ def chart(
     points = {name: _finite(values) for name, values in series.items()}
     points = {name: pts for name, pts in points.items() if pts}
     if not points:
-        return Text(f"{title}: nothing to plot yet", style="dim")
+        return Text(f"{clean(title)}: nothing to plot yet", style="dim")
     n = max(len(values) for values in series.values())
     lo = min(v for pts in points.values() for _, v in pts)
     hi = max(v for pts in points.values() for _, v in pts)
@@ -91,7 +93,7 @@ def chart(
     margin = max(len(s) for s in labels.values())
     lines: list[RenderableType] = []
     if title:
-        lines.append(Text(title, style="bold"))
+        lines.append(Text(clean(title), style="bold"))  # metric names come from the run
     for row in range(height):
         line = Text(f"{labels.get(row, ''):>{margin}} ┤" if row in labels else " " * margin + " │")
         for col in range(width):
@@ -105,7 +107,7 @@ def chart(
     legend = Text(" " * (margin + 2))
     for colour_index, name in enumerate(points):
         legend.append("━━ ", style=COLOURS[colour_index % len(COLOURS)])
-        legend.append(f"{name}   ")
+        legend.append(f"{clean(name)}   ")
     lines.append(legend)
     return Group(*lines)
 

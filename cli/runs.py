@@ -46,7 +46,7 @@ def list_(
         return
     runs.sort(key=lambda r: str(r.get("started_at") or ""), reverse=True)
     names = None if model else {m["key"]: str(m.get("name", "")) for m in models}
-    table = display.runs_table(runs, model_names=names)
+    table = display.runs_table(runs, client.epochs_of([r["run_id"] for r in runs]), model_names=names)
     io().out.print(table)
 
 
@@ -59,7 +59,7 @@ def show(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """A run's parameters, its epochs table, and loss/accuracy curves."""
+    """A run's parameters, its epochs table, and loss/accuracy curves (--width characters wide)."""
     client = api(server, token)
     found, model = client.find_run_or_model(run)
     if found is None:
@@ -71,25 +71,30 @@ def show(
     if as_json:
         print_json(state)
         return
-    io().out.print(_summary(state["run"], model), _params(state["run"]), *_epochs(state["epochs"]))
+    run_, epochs = state["run"], state["epochs"]
+    partial = display.partial_epoch(run_, epochs)
+    io().out.print(_summary(run_, model, epochs, partial), _params(run_), *_epochs(epochs, partial, width))
 
 
-def _summary(run: dict[str, Any], model: dict[str, Any]) -> Group:
+def _summary(run: dict[str, Any], model: dict[str, Any], epochs: list[dict[str, Any]],
+             partial: int | None) -> Group:
     head = Text(display.run_label(run, run["run_id"]), style="bold")
-    head.append(f"  {run['run_id']}  model {model.get('name')} ({model['key']})  ", style="dim")
+    head.append(display.clean(f"  {run['run_id']}  model {model.get('name')} ({model['key']})  "), style="dim")
     head.append_text(display.status_text(str(run.get("status"))))
     if run.get("reason"):
-        head.append(f" ({run['reason']})", style="dim")
+        head.append(f" ({display.clean(run['reason'])})", style="dim")
     where = " ".join(str(x) for x in (run.get("framework"), run.get("framework_version")) if x)
+    done = display.epochs_text(display.epochs_done(epochs), run.get("epochs"))
+    cut = ", the last one partial" if partial is not None else ""
     lines = [head]
     facts = [
         f"started {str(run.get('started_at') or '—')[:19].replace('T', ' ')}",
         f"took {display.fmt_duration(display.run_duration(run))}",
         f"on {run.get('host') or '—'}",
         where,
-        f"{run.get('epochs') or '?'} epochs × {run.get('steps') or '?'} steps",
+        f"epochs {done} × {run.get('steps') or '?'} steps{cut}",
     ]
-    lines.append(Text("  ".join(f for f in facts if f), style="dim"))
+    lines.append(display.remote("  ".join(f for f in facts if f), style="dim"))
     return Group(*lines)
 
 
@@ -99,22 +104,26 @@ def _params(run: dict[str, Any]) -> Table | Text:
         return Text("no parameters recorded", style="dim")
     table = Table("parameter", "value", box=None, header_style="bold", title="Parameters", title_justify="left")
     for key in sorted(params):
-        table.add_row(str(key), str(params[key]))
+        table.add_row(display.remote(key), display.remote(params[key]))
     return table
 
 
-def _epochs(epochs: list[dict[str, Any]]) -> list[Any]:
+def _epochs(epochs: list[dict[str, Any]], partial: int | None, width: int) -> list[Any]:
     if not epochs:
         return [Text("no epochs recorded yet", style="dim")]
     epochs = sorted(epochs, key=lambda e: int(e["epoch"]))
     logs = [e.get("logs") or {} for e in epochs]
     names = display.metric_names({k: None for entry in logs for k in entry})
-    table = Table("epoch", *names, "ended", box=None, header_style="bold", title="Epochs", title_justify="left")
+    table = Table(box=None, header_style="bold", title="Epochs", title_justify="left")
+    for header in ("epoch", *(display.remote(n) for n in names), "ended", ""):  # metric names are remote
+        table.add_column(header)
     for epoch, entry in zip(epochs, logs, strict=True):
-        table.add_row(str(int(epoch["epoch"]) + 1), *(display.fmt_value(entry.get(n)) for n in names),
-                      str(epoch.get("ended_at") or "")[11:19])
+        number = int(epoch["epoch"])
+        table.add_row(str(number + 1), *(display.fmt_value(entry.get(n)) for n in names),
+                      display.remote(str(epoch.get("ended_at") or "")[11:19]),
+                      Text("partial: stopped mid-epoch", style="yellow") if number == partial else "")
     numeric = [{k: display.number(v) for k, v in entry.items()} for entry in logs]
-    charts = [plot.chart(series, title=name, first_x=int(epochs[0]["epoch"]) + 1)
+    charts = [plot.chart(series, title=name, width=width, first_x=int(epochs[0]["epoch"]) + 1)
               for name, series in plot.metric_groups(numeric).items()]
     return [table, *charts]
 

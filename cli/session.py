@@ -11,6 +11,7 @@ from fitwire import credentials
 from fitwire.cli.common import (
     API,
     EXIT_UNREACHABLE,
+    Api,
     CliError,
     JsonOption,
     ServerOption,
@@ -47,13 +48,29 @@ def login(
     answer = client.post(f"{API}/auth/login", {"username": username, "password": password}, auth=False)
     user = answer["user"]
     saved = credentials.save(
-        settings(), credentials.Credentials(server=client.server, username=user["username"], token=answer["token"])
+        settings(),
+        credentials.Credentials(server=client.server, username=user["username"], token=answer["token"],
+                                amqp_url=_announced_broker(client.server, answer["token"])),
     )
     io().out.print(
         f"Logged in to {client.server} as [bold]{user['username']}[/]; token saved in {saved}.",
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _announced_broker(server: str, token: str) -> str | None:
+    """The broker the server announces (``GET /api/v1/session``), remembered for when it cannot be asked.
+
+    A Tracker whose webhook is down at start still publishes where this
+    server's watchers and STOPs are; a server that does not answer now only
+    costs that memory, not the login.
+    """
+    try:
+        url = Api(server, token).get(f"{API}/session").get("amqp_url")
+    except CliError:
+        return None
+    return url if isinstance(url, str) and url.startswith(("amqp://", "amqps://")) else None
 
 
 @reports_errors

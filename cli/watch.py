@@ -3,6 +3,9 @@
 Order matters when joining a run mid-way: the watcher queue is bound *before*
 the stored state is fetched from the webhook, so nothing falls between the
 two; events for epochs already drawn from the state are skipped.
+
+Everything a run sends is remote text: it is drawn through :func:`display.clean`
+and never as rich markup.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class RunView:
     epoch_started: float | None = None
     task: TaskID | None = None
     drawn: set[int] = field(default_factory=set)
+    stop_acked: bool = False
+    partial: int | None = None
     ended: bool = False
     silent: bool = False
     last_seen: float = field(default_factory=time.monotonic)
@@ -102,12 +107,12 @@ class Watcher:
         self.since = time.time()
         self.queue = WatchQueue(amqp_url, [run_pattern(owner, self.model_key)], name="fitwire-watch")
         self.progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # run names and metric names are remote text
             BarColumn(bar_width=30),
             MofNCompleteColumn(),
             display.RateColumn(),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[metrics]}"),
+            TextColumn("{task.fields[metrics]}", markup=False),
             console=console,
         )
 
@@ -155,8 +160,8 @@ class Watcher:
             return
         self.waiting_said = True
         self._print(
-            Text(f"Waiting for the next run of model {self.model.get('name', '')} ({self.model_key})… "
-                 "Ctrl+C to leave.", style="dim")
+            display.remote(f"Waiting for the next run of model {self.model.get('name', '')} ({self.model_key})… "
+                           "Ctrl+C to leave.", style="dim")
         )
 
     def _reconnect(self) -> None:
@@ -187,9 +192,11 @@ class Watcher:
         done = [r for r in runs if r.get("status") != "running" and r["run_id"] != self.focus]
         title = f"Model {self.model.get('name', '')} ({self.model_key}): {len(runs)} run(s)"
         if done:
-            self._print(display.runs_table(done[:HISTORY_ROWS], title=title + ", previous:"))
+            shown = done[:HISTORY_ROWS]
+            epochs = self.client.epochs_of([r["run_id"] for r in shown])
+            self._print(display.runs_table(shown, epochs, title=title + ", previous:"))
         else:
-            self._print(Text(title, style="bold"))
+            self._print(display.remote(title, style="bold"))
 
     def _catch_up(self) -> None:
         """Draw what the webhook stored and the live events did not show (start, reconnect)."""
@@ -213,13 +220,16 @@ class Watcher:
             raise
         run = state["run"]
         view = self._view_from_run(run)
-        for epoch in sorted(state.get("epochs", []), key=lambda e: int(e["epoch"])):
-            self._epoch_done(view, int(epoch["epoch"]), epoch.get("logs") or {})
+        epochs = state.get("epochs", [])
+        partial = display.partial_epoch(run, epochs)
+        for epoch in sorted(epochs, key=lambda e: int(e["epoch"])):
+            number = int(epoch["epoch"])
+            self._epoch_done(view, number, epoch.get("logs") or {}, partial=number == partial)
         if run.get("status") != "running":
-            done = len(view.drawn)
             ended = display.parse_time(run.get("ended_at"))
             took = ended - view.started if ended and view.started else None
-            self._finish(view, str(run["status"]), run.get("reason"), done, took, run.get("final_logs"))
+            self._finish(view, str(run["status"]), run.get("reason"), display.epochs_done(epochs), took,
+                         run.get("final_logs"))
         elif view.epoch is None:
             last = state.get("last_epoch")
             self._start_epoch(view, int(last["epoch"]) + 1 if last else 0, known_start=False)
@@ -287,16 +297,18 @@ class Watcher:
             self._batch(view, event)
         elif isinstance(event, EpochEnd):
             self._name(view)
-            self._epoch_done(view, event.epoch, dict(event.logs), event.ts)
+            # The run acknowledged a STOP before this epoch ended: Keras ended it early.
+            self._epoch_done(view, event.epoch, dict(event.logs), event.ts, partial=view.stop_acked)
         elif isinstance(event, TrainEnd):
             self._name(view)
             took = event.ts - view.started if view.started else None
             done = max(view.drawn) + 1 if view.drawn else 0
             self._finish(view, event.status, event.reason, done, took, dict(event.logs) or None)
         elif isinstance(event, SignalAck):
+            view.stop_acked = view.stop_acked or (event.ok and event.action == "stop")
             verdict = "acknowledged" if event.ok else "refused"
-            detail = f": {event.detail}" if event.detail else ""
-            self._print(Text(f"  {view.label} {verdict} {event.action}{detail}", style="dim"))
+            detail = f": {display.clean(event.detail)}" if event.detail else ""
+            self._print(Text(f"  {view.label} {verdict} {display.clean(event.action)}{detail}", style="dim"))
 
     def _bare_view(self, event: ProgressEvent) -> RunView:
         view = RunView(event.run_id, event.model_key, display.run_label(None, event.run_id))
@@ -308,8 +320,11 @@ class Watcher:
         view.epochs = event.epochs
         view.steps = event.steps
         view.started = event.ts
-        where = f" on {event.host}" if event.host else ""
-        framework = f" ({event.framework} {event.framework_version})".rstrip() if event.framework else ""
+        where = f" on {display.clean(event.host)}" if event.host else ""
+        framework = (
+            f" ({display.clean(event.framework)} {display.clean(event.framework_version)})".rstrip()
+            if event.framework else ""
+        )
         shape = f"{event.epochs} epochs" if event.epochs else "epochs unknown"
         if event.steps:
             shape += f" × {event.steps} steps"
@@ -342,15 +357,18 @@ class Watcher:
             view.task, completed=event.batch + 1, total=total, metrics=display.fmt_logs(dict(event.logs))
         )
 
-    def _epoch_done(self, view: RunView, epoch: int, logs: dict[str, Any], ts: float | None = None) -> None:
+    def _epoch_done(self, view: RunView, epoch: int, logs: dict[str, Any], ts: float | None = None,
+                    *, partial: bool = False) -> None:
         if epoch in view.drawn:
             return
         view.drawn.add(epoch)
+        if partial:
+            view.partial = epoch
         took = ts - view.epoch_started if ts and view.epoch == epoch and view.epoch_started else None
         if view.epoch == epoch and view.task is not None:
             self.progress.remove_task(view.task)
             view.task, view.epoch = None, None
-        self._print(display.epoch_line(view.label, epoch, view.epochs, logs, took))
+        self._print(display.epoch_line(view.label, epoch, view.epochs, logs, took, partial=partial))
 
     def _finish(self, view: RunView, status: str, reason: str | None, done: int,
                 took: float | None, logs: dict[str, Any] | None) -> None:
@@ -359,7 +377,8 @@ class Watcher:
             view.task, view.epoch = None, None
         view.ended = True
         self.finished_any = True
-        self._print(display.end_line(view.label, status, reason, done, view.epochs, took, logs))
+        partial = view.partial is not None and view.partial == done - 1
+        self._print(display.end_line(view.label, status, reason, done, view.epochs, took, logs, partial=partial))
         if self.focus == view.run_id:
             self.focus = None  # the watched run is over: from now on, any next run of the model
 
@@ -392,9 +411,10 @@ class Watcher:
                 self.queue.open(attempts=1)
                 self.queue.publish(signal)
         except (BrokerError, Unreachable):
-            self.console.print(f"Could not send STOP to {view.label}: the broker is unreachable.", style="red")
+            self.console.print(f"Could not send STOP to {view.label}: the broker is unreachable.", style="red",
+                               markup=False)
             return
-        self.console.print(f"Sent STOP to {view.label} (signal {signal.id[:8]}).", highlight=False)
+        self.console.print(f"Sent STOP to {view.label} (signal {signal.id[:8]}).", markup=False, highlight=False)
 
 
 def _interactive() -> bool:

@@ -50,7 +50,9 @@ def serve(
     except FitwireError as exc:
         raise _fail(exc) from None
     err.print(f"fitwire webhook on http://{host}:{port} (store: {application.extensions['fitwire_store'].kind})")
-    waitress.serve(application, host=host, port=port, threads=threads, ident="fitwire")
+    # waitress refuses bodies over 1 GiB by default; artifact uploads may be as large as the setting allows.
+    waitress.serve(application, host=host, port=port, threads=threads, ident="fitwire",
+                   max_request_body_size=settings.artifact_max_bytes)
 
 
 @app.command("create-admin")

@@ -21,6 +21,8 @@ class Credentials:
     server: str
     username: str
     token: str
+    amqp_url: str | None = None
+    """The broker the server announced at login; the Tracker uses it when the server cannot be asked."""
 
 
 def path(settings: Settings) -> Path:
@@ -31,7 +33,9 @@ def load(settings: Settings) -> Credentials | None:
     """The saved login, or None when there is none (or it is unreadable)."""
     try:
         data = json.loads(path(settings).read_text())
-        return Credentials(server=data["server"], username=data["username"], token=data["token"])
+        amqp_url = data.get("amqp_url")
+        return Credentials(server=data["server"], username=data["username"], token=data["token"],
+                           amqp_url=amqp_url if isinstance(amqp_url, str) and amqp_url else None)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

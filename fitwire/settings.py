@@ -63,6 +63,32 @@ class Settings(BaseModel):
         "invite",
         description="Who may sign up: anyone (open) or holders of an admin's invitation link (invite).",
     )
+    pools: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9_-]{1,64}(,[A-Za-z0-9_-]{1,64})*$",
+        description="Job pools the server's admin declares (comma-separated); agents declare theirs by starting.",
+    )
+    unschedulable_after: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds a job may wait queued in a pool no agent has been seen on before it ends unschedulable.",
+    )
+    artifact_max_bytes: int = Field(
+        2 * 1024**3,
+        gt=0,
+        description="Largest artifact upload (checkpoint) the webhook accepts, in bytes; streamed to disk, never held in memory.",
+    )
+    broker_logins: Literal["per-user", "shared"] = Field(
+        "per-user",
+        description="What `GET /api/v1/session` hands clients for the broker: each user's own login, checked "
+        "by the webhook (per-user), or FITWIRE_AMQP_URL as is, only for an unauthenticated developer broker (shared).",
+    )
+    broker_bind: str = Field(
+        "127.0.0.1",
+        pattern=r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$",
+        description="IPv4 address the broker node `fitwire dev broker up` starts listens on (AMQP, Web STOMP, "
+        "Erlang distribution, epmd); 0.0.0.0 = every interface.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "WARNING",
         description="Log level of fitwire's own loggers.",
@@ -89,6 +115,11 @@ class Settings(BaseModel):
         if value and urlparse(value).scheme.split("+")[0] not in ("sqlite", "postgresql", "firestore"):
             raise ValueError("must be sqlite:///…, postgresql://… or firestore://<project>")
         return value
+
+    @property
+    def pool_names(self) -> tuple[str, ...]:
+        """``pools`` as a tuple."""
+        return tuple(self.pools.split(","))
 
     @property
     def store_url(self) -> str:

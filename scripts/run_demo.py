@@ -10,6 +10,10 @@ on it in the foreground. Ctrl+C ends everything this script started (the
 training is sent STOP first, so its run ends as "stopped", not lost; the agent
 is ended after its job, before the webhook).
 
+When something fails it says at once what failed and which log holds the
+traceback ($FITWIRE_DATA_DIR/logs/agent.log or webhook.log): the agent dying or
+logging an error stops the demo then, not after a wait.
+
 --epochs is the job's epochs, --steps its training batches per epoch, --delay
 the pause after each batch (the job's sleep_per_batch).
 
@@ -36,6 +40,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from fitwire.broker import BrokerError, connect
+from fitwire.broker.messages import JOB_ENDED
+from fitwire.broker.topology import job_queue
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FITWIRE = str(BIN / "fitwire")
@@ -49,7 +57,9 @@ AGENT_START_S = 60.0
 JOB_BUNDLE = ROOT / "examples" / "jobs" / "tiny_mlp.py"
 JOB_POOL = "default"
 BATCH_SIZE = 32
-TERMINAL_JOB_STATES = frozenset({"succeeded", "failed", "stopped", "cancelled", "dead"})
+FAILED_JOB_STATES = JOB_ENDED - {"succeeded", "stopped"}
+ERROR_MARKS = (" ERROR ", "Traceback (most recent call last)", " CRITICAL ")
+"""What an agent's log shows when it fails: its logging format's level, or a Python traceback."""
 
 
 def say(text: str) -> None:
@@ -73,6 +83,7 @@ class Demo:
         self.env.pop("FITWIRE_TOKEN", None)  # the demo account's own token comes from the login
         self.webhook: subprocess.Popen[bytes] | None = None
         self.agent: subprocess.Popen[bytes] | None = None
+        self.agent_log_offset = 0
         self.job_id: str | None = None
         self.run_id: str | None = None
         self.watch_ended = False
@@ -83,8 +94,22 @@ class Demo:
         done = subprocess.run([FITWIRE, *args], env=self.env, input=stdin, capture_output=True, text=True)
         if check and done.returncode != 0:
             message = (done.stderr.strip() or done.stdout.strip()).splitlines()
-            raise SystemExit(f"`fitwire {' '.join(args[:2])}` failed: {message[-1] if message else done.returncode}")
+            where = f"; the webhook's log: {self.logs / 'webhook.log'}" if self.webhook is not None else ""
+            raise SystemExit(
+                f"`fitwire {' '.join(args[:2])}` failed: {message[-1] if message else done.returncode}{where}"
+            )
         return done
+
+    def agent_failure(self, offset: int = 0) -> str | None:
+        """What went wrong with the agent (it ended, or logged an error), with its log's path; None if nothing."""
+        log_path = self.logs / "agent.log"
+        if self.agent is not None and self.agent.poll() is not None:
+            return f"the agent ended (exit status {self.agent.returncode}); the end of {log_path}:\n{_tail(log_path)}"
+        text = _read_from(log_path, offset)
+        errors = [line for line in text.splitlines() if any(mark in line for mark in ERROR_MARKS)]
+        if errors:
+            return f"the agent failed: {errors[0].strip()}\nthe agent's log (with any traceback): {log_path}; its end:\n{_tail(log_path)}"
+        return None
 
     # --- the stack ----------------------------------------------------------------
 
@@ -166,15 +191,18 @@ class Demo:
         self.agent = subprocess.Popen(
             [FITWIRE, "agent", "start", "--pool", JOB_POOL], env=env, stdout=log, stderr=log, start_new_session=True
         )
+        self.agent_log_offset = offset
         deadline = time.monotonic() + AGENT_START_S
         while time.monotonic() < deadline:
-            if self.agent.poll() is not None:
-                raise SystemExit(f"the agent did not start; the end of {log_path}:\n{_tail(log_path)}")
-            if "taking jobs from pool" in " ".join(_read_from(log_path, offset).split()):
-                say(f"trainer agent up on pool {JOB_POOL!r} (log {log_path})")
+            failure = self.agent_failure(offset)
+            if failure:
+                raise SystemExit(failure)
+            if _consumers(self.env["FITWIRE_AMQP_URL"], JOB_POOL) > 0:  # up = taking jobs, not merely started
+                say(f"trainer agent up, taking jobs from pool {JOB_POOL!r} (log {log_path})")
                 return
             time.sleep(0.3)
-        raise SystemExit(f"the agent did not start within {AGENT_START_S:.0f} s; see {log_path}")
+        raise SystemExit(f"the agent did not take jobs from pool {JOB_POOL!r} within {AGENT_START_S:.0f} s; "
+                         f"see {log_path}")
 
     def submit(self, model_key: str, epochs: int, steps: int, delay: float) -> str:
         # tiny_mlp trains on 3/4 of `samples`: this many samples give exactly `steps` batches per epoch.
@@ -207,19 +235,17 @@ class Demo:
         try:
             while watcher.poll() is None:
                 time.sleep(0.3)
-                failed = None
-                if self.agent is not None and self.agent.poll() is not None:
-                    failed = "The agent ended"
-                elif time.monotonic() >= next_check:
+                failed = self.agent_failure(self.agent_log_offset)
+                if failed is None and time.monotonic() >= next_check:
                     next_check = time.monotonic() + 2.0
                     state = self.job_state()
-                    if state in ("failed", "dead", "cancelled"):
-                        failed = f"The job ended {state}"
+                    if state in FAILED_JOB_STATES:
+                        failed = (f"the job ended {state}; the agent's log is {self.logs / 'agent.log'}, "
+                                  f"its end:\n{_tail(self.logs / 'agent.log')}")
                 if failed:
-                    print(f"{failed}; the end of {self.logs / 'agent.log'}:", file=sys.stderr)
-                    print(_tail(self.logs / "agent.log"), file=sys.stderr)
                     watcher.terminate()
                     watcher.wait()
+                    print(f"fitwire demo: {failed}", file=sys.stderr)
                     return 1
             self.watch_ended = True
             return watcher.returncode
@@ -233,17 +259,19 @@ class Demo:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not leave orphans
         if self.agent is not None and self.agent.poll() is None:
             # Let the job end (STOPped or done) and be reported first: SIGTERM mid-job would requeue it.
+            # No job, or one that ended: nothing to wait for.
             deadline = time.monotonic() + TRAIN_END_GRACE_S
             state = self.job_state()
-            if state not in TERMINAL_JOB_STATES:
+            if self.job_id is not None and state not in JOB_ENDED:
                 say("waiting for the job to end…")
                 if self.run_id is not None and not self.watch_ended:  # e.g. this script got SIGTERM
                     self.fitwire("stop", self.run_id, "--no-wait", check=False)
-            while state not in TERMINAL_JOB_STATES and time.monotonic() < deadline and self.agent.poll() is None:
-                time.sleep(0.5)
-                state = self.job_state()
+                while state not in JOB_ENDED and time.monotonic() < deadline and self.agent.poll() is None:
+                    time.sleep(0.5)
+                    state = self.job_state()
             _end(self.agent, grace=0)
-            say(f"stopped the trainer agent (job {self.job_id}: {state or 'unknown'})")
+            job = f" (job {self.job_id}: {state or 'state unknown'})" if self.job_id else ""
+            say(f"stopped the trainer agent{job}")
         if self.webhook is not None and self.webhook.poll() is None:
             _end(self.webhook, grace=0)
         if self.broker_started:
@@ -264,6 +292,21 @@ def _end(process: subprocess.Popen[bytes], *, grace: float) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _consumers(amqp_url: str, pool: str) -> int:
+    """How many agents consume the pool's queue now; 0 while nothing has declared it."""
+    try:
+        conn = connect(amqp_url, attempts=1, name="fitwire-demo")
+    except BrokerError:
+        return 0
+    try:
+        return int(conn.channel().queue_declare(job_queue(pool).name, passive=True).method.consumer_count)
+    except Exception:  # 404: the agent has not declared its queue yet
+        return 0
+    finally:
+        if conn.is_open:
+            conn.close()
 
 
 def _read_from(path: Path, offset: int) -> str:

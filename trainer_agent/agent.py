@@ -29,12 +29,14 @@ import pika
 from fitwire.agent import placement
 from fitwire.agent.backends import TERMINAL_STATES, JobEvents, open_backends
 from fitwire.agent.deadletters import handle_dead_letter
-from fitwire.agent.jobs import HANDBACKS_HEADER, declare_pool, publish_job
+from fitwire.agent.jobs import HANDBACKS_HEADER, MISFIT_LIMIT, MISFITS_HEADER, publish_job
 from fitwire.agent.telemetry import Collector, GpuProbe, default_probe
 from fitwire.broker import (
     Backoff,
     BrokerError,
+    BrokerUnavailable,
     DecodeError,
+    FitwireError,
     GpuInfo,
     Job,
     NodeTelemetry,
@@ -43,7 +45,14 @@ from fitwire.broker import (
     encode,
     translate_errors,
 )
-from fitwire.broker.topology import JOBS_DEAD, TELEMETRY, telemetry_key
+from fitwire.broker.topology import (
+    JOBS_DEAD_WATCH,
+    TELEMETRY,
+    agent_topology,
+    declare,
+    job_queue,
+    telemetry_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +153,10 @@ class Agent:
                 if self._stopping:
                     return
                 delay = backoff.next_delay()
-                log.warning("broker connection lost (%s); reconnecting in %.0fs", exc, delay)
+                if isinstance(exc, BrokerUnavailable):
+                    log.warning("broker connection lost (%s); reconnecting in %.0fs", exc, delay)
+                else:  # refused or misconfigured (a queue declared with other arguments, no permission)
+                    log.error("the broker refused this agent (%s); retrying in %.0fs", exc, delay)
                 time.sleep(delay)
 
     # --- the loop ------------------------------------------------------------------
@@ -155,7 +167,9 @@ class Agent:
             try:
                 self.jobs = self.conn.channel()
                 self.jobs.basic_qos(prefetch_count=1)  # per consumer: a busy agent is offered nothing
-                self.queues = [declare_pool(self.jobs, pool) for pool in self.config.pools]
+                # a fresh broker has nothing yet: declare what this agent uses before using it
+                declare(self.jobs, agent_topology(self.config.pools))
+                self.queues = [job_queue(pool).name for pool in self.config.pools]
                 self.out = self.conn.channel()
                 self.out.confirm_delivery()
                 if self.config.watch_dead_letters:
@@ -231,13 +245,13 @@ class Agent:
                 previous = None
             try:
                 handle_dead_letter(self.events, body, dict(props.headers or {}), previous)
-            except Exception:  # the store is down: leave it in jobs.dead for later
-                log.exception("could not record a dead job; leaving it in %s", JOBS_DEAD.name)
+            except Exception:  # the store is down: leave the notification for later
+                log.exception("could not record a dead job; leaving it in %s", JOBS_DEAD_WATCH.name)
                 ch.basic_nack(method.delivery_tag, requeue=True)
                 return
-            ch.basic_ack(method.delivery_tag)
+            ch.basic_ack(method.delivery_tag)  # only the notification: jobs.dead keeps the letter itself
 
-        dead.basic_consume(JOBS_DEAD.name, on_message_callback=on_dead)
+        dead.basic_consume(JOBS_DEAD_WATCH.name, on_message_callback=on_dead)
 
     # --- one job ---------------------------------------------------------------------
 
@@ -256,9 +270,14 @@ class Agent:
             log.info("job %s is already %s; dropping its message", job.job_id, known[0])
             self.jobs.basic_ack(d.tag)
             return
-        chosen = placement.choose_gpus(job.spec, self.probe.gpus())
+        gpus = self.probe.gpus()
+        chosen = placement.choose_gpus(job.spec, gpus)
         if chosen is None:
-            self._hand_back(d, job, "no GPU with enough free memory here now")
+            shortfall = placement.capacity_shortfall(job.spec, gpus)
+            if shortfall is None:
+                self._hand_back(d, job, "no GPU with enough free memory here now", misfits=0)
+            else:
+                self._misfit(d, job, shortfall)
             self._bid_after = time.monotonic() + self.config.placement_pause
             return
         claimed, job_token = self.events.claim(job, self.config.node_id)
@@ -307,7 +326,8 @@ class Agent:
             # broker counts the attempt and dead-letters a job that keeps doing this
             reason = f"runner process died ({_exit_text(code)})"
             self.events.job_state(run.job, "queued", reason=reason, node_id=self.config.node_id)
-            self.jobs.basic_nack(run.tag, requeue=True)
+            # a reject, not a nack: from RabbitMQ 4.3 a nack no longer counts towards the delivery limit
+            self.jobs.basic_reject(run.tag, requeue=True)
             log.warning("job %s: %s; returned to the queue", run.job.job_id, reason)
         elif result["outcome"] == "preempted":
             self.events.job_state(run.job, "queued", reason=result["reason"], node_id=self.config.node_id)
@@ -322,7 +342,28 @@ class Agent:
                      f": {result['reason']}" if result["reason"] else "")
         self._next_telemetry = 0.0
 
-    def _hand_back(self, d: _Delivery, job: Job, why: str) -> None:
+    def _misfit(self, d: _Delivery, job: Job, shortfall: str) -> None:
+        """Hand back a job this node could never run; after MISFIT_LIMIT of those in a row, give it its verdict."""
+        misfits = int(d.headers.get(MISFITS_HEADER, 0)) + 1
+        if misfits >= MISFIT_LIMIT:
+            reason = (f"no agent of pool {job.pool!r} could ever run it: {shortfall} "
+                      f"(handed back {misfits} times by agents that could not)")
+            try:
+                self.events.job_state(job, "unschedulable", reason=reason, node_id=self.config.node_id)
+            except FitwireError as exc:
+                if getattr(exc, "code", None) == "INVALID_STATE":
+                    # the webhook knows a registered node that can run it (busy now): the job waits for it
+                    log.info("job %s stays queued: %s", job.job_id, exc)
+                    misfits = 0
+                else:  # the webhook is unreachable: the next agent offered the job tries again
+                    log.warning("could not record job %s as unschedulable: %s", job.job_id, exc)
+            else:
+                self.jobs.basic_ack(d.tag)
+                log.warning("job %s is unschedulable: %s", job.job_id, reason)
+                return
+        self._hand_back(d, job, f"this node could never run it: {shortfall}", misfits=misfits)
+
+    def _hand_back(self, d: _Delivery, job: Job, why: str, misfits: int | None = None) -> None:
         """Return a job unrun without spending a delivery attempt: republish (confirmed), then ack.
 
         A nack with requeue would count towards the quorum queue's delivery limit,
@@ -335,6 +376,8 @@ class Agent:
             self._stop_consuming()
         headers = dict(d.headers)
         headers[HANDBACKS_HEADER] = int(headers.get(HANDBACKS_HEADER, 0)) + 1
+        if misfits is not None:  # None: handed back for a reason that says nothing about fitting
+            headers[MISFITS_HEADER] = misfits
         headers.pop("x-delivery-count", None)
         publish_job(self.out, job, headers)
         self.jobs.basic_ack(d.tag)

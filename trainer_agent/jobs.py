@@ -10,18 +10,21 @@ import pika
 from fitwire.agent.backends import ArtifactStore, JobEvents, bundle_key
 from fitwire.agent.bundle import bundle_id
 from fitwire.broker import BrokerError, Job, JobSpec, connect, encode, translate_errors
-from fitwire.broker.topology import JOBS, job_queue
+from fitwire.broker.topology import JOBS, declare, job_pool_topology, job_queue
 
 HANDBACKS_HEADER = "x-fitwire-handbacks"
 """How often agents handed the job back unrun (no room now, shutting down); spends no delivery attempt."""
+MISFITS_HEADER = "x-fitwire-misfits"
+"""How often in a row agents that could never run the job (too few or too small GPUs) handed it back."""
+MISFIT_LIMIT = 5
+"""After this many such hand-backs the job ends ``unschedulable`` (unless the webhook knows a node that fits)."""
 
 
 def declare_pool(channel: Any, pool: str) -> str:
-    """Declare ``jobs.<pool>`` and its binding (idempotent); returns the queue name."""
-    queue = job_queue(pool)
-    channel.queue_declare(queue=queue.name, durable=queue.durable, arguments=queue.arguments)
-    channel.queue_bind(queue=queue.name, exchange=JOBS.name, routing_key=pool)
-    return queue.name
+    """Declare what publishing to or consuming ``pool`` needs: the exchange, ``jobs.<pool>`` and its
+    binding, and the dead-letter path (idempotent); returns the queue name."""
+    declare(channel, job_pool_topology(pool))
+    return job_queue(pool).name
 
 
 def job_properties(job: Job, headers: Mapping[str, Any] | None = None) -> pika.BasicProperties:
@@ -62,20 +65,29 @@ def submit(
     events: JobEvents,
     artifacts: ArtifactStore,
 ) -> Job:
-    """Upload the bundle, record the job as queued, and publish it (what the webhook's POST /jobs does)."""
+    """Upload the bundle, record the job as queued, and publish it (what the webhook's POST /jobs does).
+
+    Raises:
+        BrokerError: the broker did not take the job; it is recorded ``failed`` ("broker unavailable").
+    """
     spec = spec.model_copy(update={"bundle": bundle_id(source)})
     artifacts.put(bundle_key(spec.bundle), source)
     job = Job(owner=owner, pool=pool, spec=spec)
     events.job_state(job, "queued")
-    conn = connect(amqp_url, name="fitwire-submit")
     try:
-        channel = conn.channel()
-        channel.confirm_delivery()
-        declare_pool(channel, pool)
-        publish_job(channel, job)
-    finally:
-        if conn.is_open:
-            conn.close()
+        conn = connect(amqp_url, name="fitwire-submit")
+        try:
+            with translate_errors():
+                channel = conn.channel()
+                channel.confirm_delivery()
+                declare_pool(channel, pool)
+                publish_job(channel, job)
+        finally:
+            if conn.is_open:
+                conn.close()
+    except BrokerError as exc:  # never a ghost: no job stays queued without its message
+        events.job_state(job, "failed", reason=f"broker unavailable: the job could not be queued ({exc})")
+        raise
     return job
 
 

@@ -9,7 +9,10 @@ fitwire places jobs with RabbitMQ's own means, no scheduler of its own:
   node whose GPU has the most free memory wins (WebML's policy);
 * an agent that is offered a job it cannot run now (not enough GPUs with the
   memory the job states) hands it back without spending a delivery attempt —
-  see :mod:`fitwire.agent.agent` — and pauses a little before bidding again.
+  see :mod:`fitwire.agent.agent` — and pauses a little before bidding again;
+* a job that needs more than a node has at all (:func:`capacity_shortfall`) is
+  not merely waiting: after a bounded number of such hand-backs it ends
+  ``unschedulable`` unless the webhook knows a registered node that could run it.
 """
 
 from __future__ import annotations
@@ -58,3 +61,25 @@ def significant_change(before: Sequence[GpuInfo], after: Sequence[GpuInfo]) -> b
         abs(a.memory_used_mb - b.memory_used_mb) >= SIGNIFICANT_CHANGE_MB
         for a, b in zip(before, after, strict=True)
     )
+
+
+def capacity_shortfall(spec: JobSpec, gpus: Sequence[GpuInfo]) -> str | None:
+    """Why a node with these GPUs could never run the job, even idle; None when it could."""
+    needed = gpus_needed(spec)
+    large_enough = [g for g in gpus if g.memory_total_mb >= spec.gpu_memory_mb]
+    if len(large_enough) >= needed:
+        return None
+    if len(gpus) < needed:
+        return f"it needs {needed} GPU(s) and the node has {len(gpus)}"
+    return (f"it needs {needed} GPU(s) with {spec.gpu_memory_mb} MiB each and the node has "
+            f"{len(large_enough)} that large")
+
+
+def fleet_shortfall(spec: JobSpec, nodes: Sequence[Sequence[GpuInfo]]) -> str | None:
+    """Why none of these nodes (each a list of GPUs) could ever run the job; None when one could or none is known."""
+    if not nodes or any(capacity_shortfall(spec, gpus) is None for gpus in nodes):
+        return None
+    most = max(len(gpus) for gpus in nodes)
+    largest = max((g.memory_total_mb for gpus in nodes for g in gpus), default=0)
+    return (f"it needs {gpus_needed(spec)} GPU(s) with {spec.gpu_memory_mb} MiB each; the registered nodes "
+            f"have at most {most} GPU(s), the largest with {largest} MiB")

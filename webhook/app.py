@@ -12,11 +12,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from fitwire.settings import Settings
-from fitwire.webhook.api import BLUEPRINTS
+from fitwire.webhook.api import BLUEPRINTS, broker_auth
+from fitwire.webhook.api.common import refuse_deep_json, size_text
 from fitwire.webhook.security import LoginGuard, RateLimited
 from fitwire.webhook.store.base import STATUS_OF, Store, StoreError
 from fitwire.webhook.store.factory import open_store
@@ -50,12 +51,17 @@ def _defaults(settings: Settings) -> dict[str, Any]:
         "STORE_URL": settings.store_url,
         "STORE": None,  # a ready Store instance wins over STORE_URL
         "AMQP_URL": settings.amqp_url,
+        "BROKER_LOGINS": settings.broker_logins,  # what GET /api/v1/session announces
+        "BROKER_VHOST": "/",  # the only vhost fitwire's broker logins may use
         "SIGNUP": settings.signup,
+        "JOB_POOLS": settings.pool_names,
+        "UNSCHEDULABLE_AFTER": settings.unschedulable_after,
         "TOKEN_TTL_SECONDS": 30 * 24 * 3600,
         "INVITATION_TTL_SECONDS": 7 * 24 * 3600,
         "LOGIN_MAX_FAILURES": 5,
         "LOGIN_WINDOW_SECONDS": 300,
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
+        "ARTIFACT_MAX_BYTES": settings.artifact_max_bytes,
     }
 
 
@@ -64,9 +70,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     Args:
         config: overrides of the defaults: ``STORE`` (a :class:`Store`) or
-            ``STORE_URL``, ``AMQP_URL``, ``SIGNUP`` (``open``/``invite``),
+            ``STORE_URL``, ``AMQP_URL``, ``SIGNUP`` (``open``/``invite``), ``JOB_POOLS``,
+            ``UNSCHEDULABLE_AFTER``,
             ``TOKEN_TTL_SECONDS``, ``INVITATION_TTL_SECONDS``,
-            ``LOGIN_MAX_FAILURES``, ``LOGIN_WINDOW_SECONDS``, ``MAX_CONTENT_LENGTH``.
+            ``LOGIN_MAX_FAILURES``, ``LOGIN_WINDOW_SECONDS``, ``MAX_CONTENT_LENGTH``,
+            ``ARTIFACT_MAX_BYTES`` (uploads of artifacts, streamed to disk).
 
     Raises:
         SchemaOutOfDate: the SQL store's schema needs ``fitwire webhook upgrade``.
@@ -85,6 +93,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    app.register_blueprint(broker_auth.bp)  # RabbitMQ's HTTP auth backend
+    app.before_request(refuse_deep_json)
 
     @app.errorhandler(StoreError)
     def _store_error(exc: StoreError) -> Response:
@@ -99,7 +109,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         if status == 413:
-            message = f"The body is larger than the limit of {app.config['MAX_CONTENT_LENGTH']} bytes."
+            # The request's own limit: artifact uploads have a larger one than JSON bodies.
+            message = f"The body is larger than the limit of {size_text(request.max_content_length)}."
         elif status == 404:
             message = "No such route."
         else:

@@ -107,6 +107,9 @@ def openapi_document() -> dict[str, Any]:
     )
 
     paths.update(agent_paths())
+    from fitwire.webhook.api.broker_auth import broker_auth_paths
+
+    paths.update(broker_auth_paths())
     SCHEMAS.update(agent_schemas())
     return {
         "openapi": "3.0.3",

@@ -1,4 +1,8 @@
-"""Fixtures for agent tests: real RabbitMQ, real agent processes, one private pool per test."""
+"""Fixtures for agent tests: real RabbitMQ, real agent processes, one private pool per test.
+
+Nothing here declares broker topology: the session's vhost starts empty, and the
+agents and ``submit`` declare what they use, as on a fresh broker.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pika
 import pytest
 
-from fitwire.agent import LocalArtifacts, LocalJournal, declare_pool, submit
+from fitwire.agent import LocalArtifacts, LocalJournal, submit
 from fitwire.broker import Job, JobSpec, connect
 from fitwire.broker.topology import job_queue
 
@@ -92,13 +97,18 @@ class Fabric:
                              f"{self.queue_counts()}\n{logs}")
 
     def queue_counts(self) -> tuple[int, int]:
-        """(ready messages, consumers) of the pool's queue."""
+        """(ready messages, consumers) of the pool's queue; (0, 0) before anything declared it."""
         conn = connect(self.amqp_url)
         try:
             ok = conn.channel().queue_declare(job_queue(self.pool).name, passive=True).method
             return ok.message_count, ok.consumer_count
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 404:
+                raise
+            return 0, 0
         finally:
-            conn.close()
+            if conn.is_open:
+                conn.close()
 
     def wait_consumers(self, n: int) -> None:
         self.wait_until(lambda: self.queue_counts()[1] == n, f"{n} consumer(s) on the pool")
@@ -108,9 +118,6 @@ class Fabric:
 def fabric(amqp_url: str, tmp_path: Path) -> Iterator[Fabric]:
     pool = f"test-{uuid.uuid4().hex[:10]}"
     fab = Fabric(amqp_url, pool, tmp_path, [])
-    conn = connect(amqp_url)
-    declare_pool(conn.channel(), pool)
-    conn.close()
     try:
         yield fab
     finally:
@@ -119,7 +126,7 @@ def fabric(amqp_url: str, tmp_path: Path) -> Iterator[Fabric]:
                 agent.process.send_signal(signal.SIGKILL)
             agent.process.wait(timeout=30)
         conn = connect(amqp_url)
-        conn.channel().queue_delete(job_queue(pool).name)
+        conn.channel().queue_delete(job_queue(pool).name)  # a no-op when the test never declared it
         conn.close()
 
 

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import requests
 
-from fitwire.agent import declare_pool
 from fitwire.broker import connect
 from fitwire.broker.topology import job_queue
 from fitwire.webhook import create_app
@@ -38,6 +37,8 @@ class Hub:
     amqp_url: str
     data_dir: Path
     pool: str
+    app: Any = None
+    """The Flask app (``app.config`` may be changed by a test, e.g. ``UNSCHEDULABLE_AFTER``)."""
     admin_token: str = ""
     user_token: str = ""
     user_id: str = ""
@@ -106,14 +107,12 @@ class Hub:
 @pytest.fixture
 def hub(amqp_url: str, tmp_path: Path) -> Iterator[Hub]:
     backing = open_store(f"sqlite:///{tmp_path / 'webhook.db'}")
-    app = create_app({"STORE": backing, "SIGNUP": "open", "AMQP_URL": amqp_url,
+    pool = f"test-{uuid.uuid4().hex[:10]}"
+    # the admin declares the test's pool (FITWIRE_POOLS): jobs may be submitted before an agent runs
+    app = create_app({"STORE": backing, "SIGNUP": "open", "AMQP_URL": amqp_url, "JOB_POOLS": ("default", pool),
                       "ARTIFACTS_DIR": str(tmp_path / "server-artifacts")})
     url, server, thread = serve_in_thread(app, threads=8)
-    pool = f"test-{uuid.uuid4().hex[:10]}"
-    conn = connect(amqp_url)
-    declare_pool(conn.channel(), pool)
-    conn.close()
-    h = Hub(url=url, store=backing, amqp_url=amqp_url, data_dir=tmp_path / "agents", pool=pool)
+    h = Hub(url=url, store=backing, amqp_url=amqp_url, data_dir=tmp_path / "agents", pool=pool, app=app)
     h.data_dir.mkdir()
     _, h.admin_token = h.login("admin", admin=True)
     h.user_id, h.user_token = h.login("ada")

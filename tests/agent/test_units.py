@@ -87,3 +87,47 @@ def test_checkpoint_restores_weights_and_optimizer_state() -> None:
         np.testing.assert_allclose(a, b)
     for a, b in zip(fresh.optimizer.variables, trained.optimizer.variables, strict=True):  # type: ignore[attr-defined]
         np.testing.assert_allclose(np.asarray(a), np.asarray(b))
+
+
+def test_capacity_shortfall_tells_never_from_not_now() -> None:
+    from fitwire.agent.placement import capacity_shortfall, fleet_shortfall
+
+    busy = [fake_gpu(0, 1000, total_mb=16_000)]
+    assert choose_gpus(spec(gpus=1, gpu_memory_mb=8000), busy) is None  # not now …
+    assert capacity_shortfall(spec(gpus=1, gpu_memory_mb=8000), busy) is None  # … but some day
+    assert capacity_shortfall(spec(gpus=2), busy) == "it needs 2 GPU(s) and the node has 1"
+    assert capacity_shortfall(spec(gpu_memory_mb=20_000), busy) == (
+        "it needs 1 GPU(s) with 20000 MiB each and the node has 0 that large")
+    assert capacity_shortfall(spec(), []) is None  # a CPU job fits a CPU-only node
+    assert fleet_shortfall(spec(gpus=2), []) is None  # nobody registered: no verdict from capacity
+    assert fleet_shortfall(spec(gpus=2), [busy, busy + [fake_gpu(1, 10)]]) is None
+    assert fleet_shortfall(spec(gpus=3), [busy, busy + [fake_gpu(1, 10)]]) == (
+        "it needs 3 GPU(s) with 0 MiB each; the registered nodes have at most 2 GPU(s), the largest with 16384 MiB")
+
+
+def test_job_spec_resource_fields_have_sane_maxima() -> None:
+    from pydantic import ValidationError
+
+    from fitwire.broker.messages import MAX_GPU_MEMORY_MB
+
+    assert spec(gpu_memory_mb=MAX_GPU_MEMORY_MB).gpu_memory_mb == MAX_GPU_MEMORY_MB
+    for bad in ({"gpu_memory_mb": 10**30}, {"gpus": 65}, {"gpus": -1}):
+        with pytest.raises(ValidationError):
+            spec(**bad)
+
+
+def test_every_job_state_has_a_colour_in_the_cli() -> None:
+    from fitwire.broker.messages import JOB_ENDED, JOB_STATES
+    from fitwire.cli.jobs import STATE_STYLE
+
+    assert set(STATE_STYLE) == set(JOB_STATES)
+    assert "unschedulable" in JOB_ENDED and "queued" not in JOB_ENDED
+
+
+def test_a_dead_letter_that_is_not_a_job_is_shown_as_such() -> None:
+    from fitwire.agent.deadletters import dead_letter_json
+
+    shown = dead_letter_json({"x-first-death-reason": "rejected", "x-first-death-queue": "jobs.gpu"},
+                             b"\xff garbage", "jobs.gpu")
+    assert (shown["pool"], shown["reason"], shown["decodable"], shown["job_id"]) == ("gpu", "rejected", False, None)
+    assert shown["body"] == "\ufffd garbage" and shown["error"].startswith("not a valid message")

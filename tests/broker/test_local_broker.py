@@ -78,3 +78,53 @@ def test_definitions_json_imports_into_a_fresh_node(tmp_path: Path) -> None:
         conn.close()
     finally:
         node.stop()
+
+
+def _listening(pid: int) -> list[tuple[str, int]]:
+    """Every listening TCP socket of the node's processes (the start script, beam and its helpers)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    found = []
+    for proc in (root, *root.children(recursive=True)):
+        try:
+            connections = proc.net_connections(kind="inet")
+        except psutil.NoSuchProcess:
+            continue
+        found += [(c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN]
+    return found
+
+
+@pytest.mark.usefixtures("rabbitmq_installed")
+def test_a_private_node_listens_on_loopback_only_and_has_no_guest(tmp_path: Path) -> None:
+    # epmd is not among the node's processes when a system epmd already ran (it is shared);
+    # this machine's own epmd listens on 127.0.0.1 and ::1. A node that starts its own epmd
+    # starts it with ERL_EPMD_ADDRESS=127.0.0.1.
+    node = LocalNode(tmp_path, free_port())
+    node.start()
+    try:
+        pid = node.pid()
+        assert pid is not None
+        sockets = _listening(pid)
+        ports = {port for _, port in sockets}
+        # AMQP, Erlang distribution and Web STOMP are all there, and all on loopback.
+        assert {node.port, node.port + 20000, node.stomp_port} <= ports, sockets
+        assert {ip for ip, _ in sockets} == {"127.0.0.1"}, sockets
+        assert answers(node.url) and answers(node.admin_url)
+        assert not answers(f"amqp://guest:guest@127.0.0.1:{node.port}/")
+        assert (tmp_path / "accounts.json").stat().st_mode & 0o777 == 0o600
+        users = node.ctl("list_users", "--silent")
+        assert users.returncode == 0, users.stderr
+        assert sorted(line.split()[0] for line in users.stdout.splitlines() if line.strip()) == [
+            "fitwire.admin", "fitwire.webhook"
+        ]
+    finally:
+        node.stop()
+
+
+def test_a_bind_address_that_is_not_an_ipv4_address_names_the_variable() -> None:
+    from fitwire.broker.errors import SettingsError
+    from fitwire.settings import Settings
+
+    with pytest.raises(SettingsError, match="FITWIRE_BROKER_BIND"):
+        Settings.from_env({"FITWIRE_BROKER_BIND": "localhost"})

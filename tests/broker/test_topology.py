@@ -28,9 +28,37 @@ def test_declare_all_twice_is_harmless(amqp_channel) -> None:
         amqp_channel.queue_declare(queue=queue.name, passive=True)
 
 
+def test_a_fresh_vhost_has_no_fitwire_topology(amqp_url: str) -> None:
+    """The fixture gives tests a broker as nobody prepared it: each component must declare what it uses."""
+    from tests.fixtures.broker import fresh_vhost
+
+    with fresh_vhost(amqp_url) as url:
+        conn = connect(url)
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+            conn.channel().exchange_declare(t.JOBS.name, passive=True)
+        assert info.value.reply_code == 404
+        if conn.is_open:
+            conn.close()
+
+
+def test_each_role_declares_what_it_uses_and_it_adds_up_to_the_whole() -> None:
+    agent = t.agent_topology(("default",))
+    assert {e.name for e in agent.exchanges} == {t.JOBS.name, t.DLX.name, t.TELEMETRY.name}
+    assert {q.name for q in agent.queues} == {"jobs.default", t.JOBS_DEAD.name, t.JOBS_DEAD_WATCH.name}
+    assert t.job_queue("default").arguments["x-delivery-limit"] == t.JOB_DELIVERY_LIMIT
+    every_role = agent + t.LIVE + t.TELEMETRY_WATCH
+    full = t.full_topology()
+    assert {e.name for e in every_role.exchanges} == {e.name for e in full.exchanges} - {t.RPC.name}
+    assert sorted(map(repr, every_role.queues)) == sorted(repr(q) for q in full.queues if not q.name.startswith("rpc."))
+    assert set(every_role.bindings) == {b for b in full.bindings if b.exchange != t.RPC.name}
+
+
 def test_declared_queue_arguments_are_the_topology(amqp_url: str) -> None:
     """Re-declaring with other arguments is refused: the broker holds exactly ours."""
     queue = t.job_queue("default")
+    conn = connect(amqp_url)
+    t.declare(conn.channel(), t.agent_topology(("default",)))  # what an agent of pool default declares
+    conn.close()
     for key, wrong in [
         ("x-delivery-limit", t.JOB_DELIVERY_LIMIT + 1),
         ("x-dead-letter-exchange", "elsewhere"),
@@ -58,14 +86,14 @@ def test_watcher_queue_drops_oldest_and_expires(amqp_channel) -> None:
 
 
 def test_dead_jobs_are_dead_lettered_to_the_dlx(amqp_channel) -> None:
-    """A job rejected without requeue is dead-lettered through fitwire.dlx with its pool's key.
+    """A job rejected without requeue is dead-lettered through fitwire.dlx with its pool's key,
+    into jobs.dead (kept) and jobs.dead.watch (the agents' notification).
 
-    The test listens on a private queue bound like jobs.dead, because agents consume jobs.dead itself.
+    The test also listens on a private queue bound like jobs.dead, to see this pool's letter only.
     """
     pool = "topology-test-" + new_id()[:8]
     queue = t.job_queue(pool)
-    amqp_channel.queue_declare(queue=queue.name, durable=True, arguments=queue.arguments)
-    amqp_channel.queue_bind(queue=queue.name, exchange=t.JOBS.name, routing_key=pool)
+    t.declare(amqp_channel, t.job_pool_topology(pool))
     spy = amqp_channel.queue_declare(queue="", exclusive=True, auto_delete=True).method.queue
     amqp_channel.queue_bind(queue=spy, exchange=t.DLX.name, routing_key=f"jobs.{pool}")
     try:

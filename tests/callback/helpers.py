@@ -36,6 +36,7 @@ class Watcher:
         try:
             conn = connect(self.amqp_url)
             ch = conn.channel()
+            topology.declare(ch, topology.LIVE)  # a watcher declares what it binds to (a fresh broker has nothing)
             queue = ch.queue_declare(
                 queue="", exclusive=True, auto_delete=True, arguments=topology.watcher_queue_arguments()
             ).method.queue
@@ -86,15 +87,21 @@ class Watcher:
         self._thread.join(5)
 
 
-def send_signal(amqp_url: str, signal: Signal, *, routing_run: str | None = None) -> None:
-    """Publish ``signal`` on fitwire.signals to ``<model_key>.<run_id>`` (or ``.any``)."""
+def send_signal(amqp_url: str, signal: Signal, *, routing_run: str | None = None,
+                body: bytes | None = None) -> None:
+    """Publish ``signal`` on fitwire.signals to ``<model_key>.<run_id>`` (or ``.any``).
+
+    ``body`` replaces the encoded signal (what a sender the schema would never encode might send).
+    """
     run = routing_run or signal.run_id or topology.ANY_RUN
     conn = connect(amqp_url)
     try:
-        conn.channel().basic_publish(
+        channel = conn.channel()
+        topology.declare(channel, topology.LIVE)  # as `fitwire stop` does
+        channel.basic_publish(
             exchange=topology.SIGNALS.name,
             routing_key=f"{signal.model_key}.{run}",
-            body=encode(signal),
+            body=encode(signal) if body is None else body,
             properties=pika.BasicProperties(content_type="application/json"),
         )
     finally:
@@ -107,6 +114,7 @@ class SignalSender:
     def __init__(self, amqp_url: str) -> None:
         self._conn = connect(amqp_url)
         self._channel = self._conn.channel()
+        topology.declare(self._channel, topology.LIVE)
         self.sent_at: float | None = None
 
     def send(self, signal: Signal) -> None:

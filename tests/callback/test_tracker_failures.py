@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fitwire.callback import Tracker
-from fitwire.callback.outbox import Outbox, outbox_path
+from fitwire.callback.outbox import Outbox, outbox_files
 from fitwire.cli.main import app
 from fitwire.settings import Settings
 from tests.callback.conftest import TOKEN, USER, free_port, warnings_of
@@ -34,11 +34,16 @@ def _fit(tracker: Tracker, epochs: int = 3) -> float:
 
 
 def _counts(settings: Settings) -> dict[str, int]:
-    outbox = Outbox(outbox_path(settings))
-    try:
-        return outbox.counts()
-    finally:
-        outbox.close()
+    """What `fitwire outbox status` would count, over every run's outbox file."""
+    total = {"pending": 0, "rejected": 0}
+    for path in outbox_files(settings):
+        outbox = Outbox(path, create=False)
+        try:
+            for state, n in outbox.counts().items():
+                total[state] += n
+        finally:
+            outbox.close()
+    return total
 
 
 def test_broker_down_at_start(settings: Settings, receiver: Receiver, model_key: str,

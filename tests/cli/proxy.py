@@ -14,6 +14,7 @@ class DroppingProxy:
         target = urlparse(amqp_url)
         self.target = (target.hostname or "127.0.0.1", target.port or 5672)
         self.credentials = f"{target.username or 'guest'}:{target.password or 'guest'}"
+        self.vhost_path = target.path or "/"  # the tests' own vhost: lose it and the client sees another broker
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.sockets: list[socket.socket] = []
@@ -23,7 +24,7 @@ class DroppingProxy:
 
     @property
     def url(self) -> str:
-        return f"amqp://{self.credentials}@127.0.0.1:{self.port}/"
+        return f"amqp://{self.credentials}@127.0.0.1:{self.port}{self.vhost_path}"
 
     def _accept(self) -> None:
         while not self.closed:

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from fitwire.broker import Signal
+from fitwire.cli.wire import WatchQueue, run_pattern
 from tests.cli.conftest import Cli, Fit, User, run_state, wait_for
 from tests.cli.events import recorded_run
 from tests.cli.proxy import DroppingProxy
@@ -56,8 +58,9 @@ def test_watching_an_ended_run_shows_it_and_leaves(cli: Cli, user: User, broker:
     result = cli("watch", run_id, "--once", "--timeout", "30")
 
     assert result.exit_code == 0, result.output
-    assert epochs_drawn(cli.drawn) == [1, 2]
-    assert "stopped after 2/2 epochs" in cli.drawn
+    assert epochs_drawn(cli.drawn) == [1]  # the STOP cut the last epoch short: not a ✓
+    assert "◐ training_001 epoch 2/2 partial (stopped mid-epoch)" in cli.drawn
+    assert "stopped after 2/2 epochs, the last one partial" in cli.drawn
 
 
 @pytest.fixture
@@ -85,7 +88,7 @@ def test_watch_reconnects_when_the_broker_drops_and_catches_up(
     result = cli("watch", key, "--once", "--timeout", "150")
 
     assert cut.is_set()
-    assert result.exit_code == 0, result.output + fit.output()
+    assert result.exit_code == 0, result.output + cli.drawn + fit.output()
     drawn = cli.drawn
     assert "Lost the broker connection; reconnecting" in drawn
     assert "Reconnected after" in drawn
@@ -181,3 +184,46 @@ def test_watch_timeout_is_exit_1_with_a_sentence(cli: Cli, user: User, broker: s
     assert result.exit_code == 1, result.output
     assert "Waiting for the next run of model quiet" in cli.drawn
     assert result.stderr.strip() == "Stopped watching: --timeout reached before the run(s) ended."
+
+
+HOSTILE = "\x1b[2J[red]x[/red]"
+"""Clears the screen if printed raw; turns red if read as rich markup."""
+
+
+def test_a_stop_mid_run_is_a_partial_epoch_and_remote_text_prints_inert(
+    cli: Cli, user: User, start_fit: Callable[..., Fit], broker: str
+) -> None:
+    key = user.model("[bold]net[/bold]")
+    fit = start_fit(key, epochs=15, steps=6, delay=0.1)
+
+    def stop_after_two_epochs() -> None:
+        wait_for(lambda: len((run_state(user, fit.run_id) or {}).get("epochs", [])) >= 2, what="two epochs")
+        with WatchQueue(broker, [run_pattern(user.name, key, fit.run_id)], name="test-stop") as queue:
+            queue.open()
+            queue.publish(Signal(action="stop", model_key=key, run_id=fit.run_id, sender=HOSTILE))
+
+    threading.Thread(target=stop_after_two_epochs, daemon=True).start()
+    result = cli("watch", key, "--once", "--timeout", "150")
+
+    assert result.exit_code == 0, result.output + fit.output()
+    assert fit.wait(60) == 0
+    drawn = cli.drawn
+    partial = re.search(r"◐ training_001 epoch (\d+)/15 partial \(stopped mid-epoch\)", drawn)
+    assert partial, drawn
+    done = int(partial.group(1))
+    assert epochs_drawn(drawn) == list(range(1, done))
+    assert f"training_001 stopped after {done}/15 epochs, the last one partial" in drawn
+    assert r"(STOP signal from \x1b[2J[red]x[/red]" in drawn  # escaped, brackets literal
+    assert "Model [bold]net[/bold]" in drawn
+    assert "\x1b" not in drawn + result.output
+
+    # `runs list` and `runs show` tell the same story from what the webhook stored.
+    assert cli("runs", "list").exit_code == 0
+    row = next(line for line in cli.drawn.splitlines() if fit.run_id[:12] in line)
+    assert "[bold]net[/bold]" in row and "stopped" in row and f"{done}/15 (last partial)" in row, row
+    assert cli("runs", "show", fit.run_id).exit_code == 0
+    shown = cli.drawn
+    assert f"epochs {done}/15 × 6 steps, the last one partial" in shown
+    assert r"STOP signal from \x1b[2J[red]x[/red]" in shown and "\x1b" not in shown
+    rows = [line.split() for line in shown.splitlines()]
+    assert [r[-3:] for r in rows if r[:1] == [str(done)]] == [["partial:", "stopped", "mid-epoch"]]

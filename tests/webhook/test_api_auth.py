@@ -161,8 +161,10 @@ def test_passwords_never_reach_the_log(open_client: FlaskClient, caplog: pytest.
 
 
 def test_session_tells_the_broker_url(client: FlaskClient, login: Callable[..., dict[str, str]]) -> None:
-    body = client.get("/api/v1/session", headers=login()).json
-    assert body["amqp_url"] == "amqp://u:p@broker.example:5672/"
+    headers = login()
+    body = client.get("/api/v1/session", headers=headers).json
+    # the user's own broker login (name + this token), never the webhook's u:p
+    assert body["amqp_url"] == f"amqp://alice:{headers['Authorization'].split()[1]}@broker.example:5672/"
     assert body["protocol_versions"] == [1] and body["user"]["username"] == "alice"
     assert error_of(client.get("/api/v1/session")) == (401, "UNAUTHENTICATED")
 

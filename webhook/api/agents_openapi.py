@@ -5,18 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from fitwire.broker import JobSpec, NodeTelemetry
+from fitwire.broker.messages import JOB_STATES
 from fitwire.webhook.openapi import _I, _S, _T, _obj, _ok, _op, _ref
 
 _NULLABLE_S = {"type": "string", "nullable": True}
 _NULLABLE_T = {"type": "string", "format": "date-time", "nullable": True}
-JOB_STATES = ["queued", "running", "succeeded", "failed", "stopped", "cancelled", "dead"]
 
 
 def agent_schemas() -> dict[str, Any]:
     return {
         "Job": _obj(job_id=_S, run_id=_S, pool=_S, owner=_S, model_key=_S,
-                    state={"type": "string", "enum": JOB_STATES}, reason=_NULLABLE_S, node_id=_NULLABLE_S,
+                    state={"type": "string", "enum": list(JOB_STATES)}, reason=_NULLABLE_S, node_id=_NULLABLE_S,
                     spec=JobSpec.model_json_schema(), created_at=_T, updated_at=_T),
+        "DeadLetter": _obj(job_id=_NULLABLE_S, owner=_NULLABLE_S, pool=_S, reason=_S, queue=_S,
+                           died_at={"type": "number", "nullable": True}, decodable={"type": "boolean"},
+                           error=_NULLABLE_S, size=_I, body=_S),
         "Node": _obj(node_id=_S, name=_S, created_at=_T, last_seen=_NULLABLE_T, agent_version=_S,
                      protocol_version={"type": "integer", "nullable": True},
                      telemetry={**NodeTelemetry.model_json_schema(), "nullable": True}),
@@ -48,6 +51,11 @@ def agent_paths() -> dict[str, dict[str, Any]]:
             _ok(_obj(job=job, token=_S)), ClaimBody, params=("job_id",))},
         "/api/v1/jobs/{job_id}/state": {"put": _op("Node: report the job's state.", _ok(job), StateBody,
                                                    params=("job_id",))},
+        "/api/v1/dead-letters": {
+            "get": _op("Admin: what jobs.dead holds (?limit=N, default 100), left in place; undecodable ones too.",
+                       _ok(_obj(total=_I, dead_letters={"type": "array", "items": _ref("DeadLetter")}))),
+            "delete": _op("Admin: empty jobs.dead (the jobs stay dead in the store).", _ok(_obj(purged=_I))),
+        },
         "/api/v1/nodes": {
             "get": _op("Admin: every node with its last report.", _ok(_obj(nodes={"type": "array", "items": node}))),
             "post": _op("Admin: register a node; its token is shown once.",

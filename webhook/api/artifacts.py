@@ -1,29 +1,32 @@
 """Artifacts: job bundles and checkpoints, as files under the data dir.
 
-Behind :class:`fitwire.agent.backends.ArtifactStore`, so an object store can take
-the place of the files later. Nodes read anything and write checkpoints;
+Behind :class:`fitwire.agent.backends.StreamingArtifactStore`, so an object store can
+take the place of the files later. Nodes read anything and write checkpoints;
 bundles arrive with ``POST /api/v1/jobs``; admins may read.
+
+Artifacts go both ways as streams: an upload is copied to a temporary file next to
+its artifact in chunks and renamed over it only when complete, so a checkpoint of
+gigabytes is never whole in the webhook's memory, and an upload over
+``ARTIFACT_MAX_BYTES`` (``FITWIRE_ARTIFACT_MAX_BYTES``) is a 413 naming that limit
+that leaves any artifact stored under the key as it was.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g, request, send_file
 
-from fitwire.agent.backends import ArtifactStore, LocalArtifacts
+from fitwire.agent.backends import LocalArtifacts, StreamingArtifactStore
 from fitwire.settings import Settings
-from fitwire.webhook.api.common import ID_PATTERN
+from fitwire.webhook.api.common import ID_PATTERN, raw_body
 from fitwire.webhook.api.nodes import user_or_node
 from fitwire.webhook.store.base import DoesNotExist, InvalidRequest, PermissionDenied
 
 bp = Blueprint("artifacts", __name__, url_prefix="/api/v1")
 
-ARTIFACT_MAX_BYTES = 512 * 1024 * 1024
-"""Checkpoints of real models are far above the JSON body limit."""
 
-
-def artifacts() -> ArtifactStore:
+def artifacts() -> StreamingArtifactStore:
     """The app's artifact store: ``ARTIFACTS`` (a ready store), else files under ``ARTIFACTS_DIR``
     or the data dir's ``artifacts/``."""
     found = current_app.extensions.get("fitwire_artifacts") or current_app.config.get("ARTIFACTS")
@@ -41,6 +44,7 @@ def _key(kind: str, name: str) -> str:
 
 
 @bp.put("/artifacts/<kind>/<name>")
+@raw_body
 @user_or_node
 def put_artifact(kind: str, name: str) -> tuple[str, int]:
     if g.node is None:
@@ -48,8 +52,14 @@ def put_artifact(kind: str, name: str) -> tuple[str, int]:
     key = _key(kind, name)
     if kind != "checkpoints":
         raise PermissionDenied("Nodes write checkpoints only.")
-    request.max_content_length = ARTIFACT_MAX_BYTES
-    artifacts().put(key, request.get_data())
+    # Checkpoints of real models are far above the JSON body limit: this request has its own,
+    # which Werkzeug's stream enforces (413, naming it) before or while the body is read.
+    request.max_content_length = current_app.config["ARTIFACT_MAX_BYTES"]
+    if request.content_length == 0 or (
+        request.content_length is None and not request.environ.get("wsgi.input_terminated")
+    ):  # Werkzeug would read that as an empty stream: an empty checkpoint over a good one
+        raise InvalidRequest("An artifact upload needs a body, with a Content-Length or chunked.")
+    artifacts().put_stream(key, request.stream)
     return "", 204
 
 
@@ -59,7 +69,7 @@ def get_artifact(kind: str, name: str) -> Response:
     if g.node is None and not g.user.is_admin:
         raise PermissionDenied("Only trainer nodes and admins read artifacts.")
     key = _key(kind, name)
-    data = artifacts().get(key)
-    if data is None:
+    stream = artifacts().open(key)
+    if stream is None:
         raise DoesNotExist(f"No artifact {key!r}.")
-    return Response(data, mimetype="application/octet-stream")
+    return send_file(stream, mimetype="application/octet-stream")  # streamed; closed when sent

@@ -2,7 +2,9 @@
 
 Bodies are pydantic models with ``extra="forbid"`` and strict types, so an
 unknown field or a wrong type is a 400 whose message names the field, and
-nothing is stored. Entities become JSON here and nowhere else.
+nothing is stored. Every body is checked once, before any view reads it
+(:func:`refuse_deep_json`): a parser that recurses must never meet 100k nested
+brackets. Entities become JSON here and nowhere else.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, max_length
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """Run ids and model keys: routing-key safe."""
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a body may have; no fitwire body comes near it."""
+# A string (escapes included; an unterminated one runs to the end, so every position is
+# scanned once) or a bracket. Strings are matched so that brackets inside them do not count.
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -73,6 +81,61 @@ def validation_message(exc: ValidationError) -> str:
     if not where:
         return "The body must be a JSON object."
     return f"Field {where!r}: {first['msg']}."
+
+
+def json_depth(data: bytes) -> int:
+    """How deep the arrays and objects of the JSON text ``data`` nest (0 for a scalar).
+
+    Counts brackets outside strings, without parsing: linear, no recursion. ``data`` must
+    be UTF-8, where no byte of a multi-byte character can look like a quote or a bracket.
+    """
+    depth = deepest = 0
+    for token in _JSON_TOKEN.findall(data):
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def raw_body(view: F) -> F:
+    """Mark a view that reads its body as a stream (an upload): :func:`refuse_deep_json` leaves it alone."""
+    view.fitwire_raw_body = True  # type: ignore[attr-defined]
+    return view
+
+
+def refuse_deep_json() -> None:
+    """Before every request: a body that is not UTF-8, or nests deeper than :data:`MAX_JSON_DEPTH`,
+    is a 400 here, whatever route it is for (``json.loads`` would raise RecursionError, a 500).
+
+    Reading the body here also applies the request's size limit (413) before any view runs.
+    """
+    if request.routing_exception is not None:
+        return  # a 404/405 says more than anything about the body
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "fitwire_raw_body", False):
+        return
+    data = request.get_data(cache=True)
+    if not data:
+        return
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequest("The body must be JSON in UTF-8.") from None
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and json_depth(data) > MAX_JSON_DEPTH:
+        raise InvalidRequest(f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
+
+
+def size_text(size: int | None) -> str:
+    """``1 MiB``, ``2 GiB``, ``1000 bytes``: a byte limit as people read it."""
+    if size is None:
+        return "no limit"
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} bytes"
 
 
 def parse_body(model: type[B]) -> B:

@@ -8,7 +8,8 @@ from flask import Blueprint, current_app, g
 
 from fitwire import __version__
 from fitwire.broker.topology import SUPPORTED_VERSIONS
-from fitwire.webhook.api.common import authenticated, store, user_json
+from fitwire.webhook.api.broker_auth import user_broker_url
+from fitwire.webhook.api.common import authenticated, bearer_token, store, user_json
 from fitwire.webhook.openapi import openapi_document
 
 bp = Blueprint("health", __name__)
@@ -23,13 +24,19 @@ def health() -> tuple[dict[str, Any], int]:
 
 @bp.get("/api/v1/session")
 @authenticated
-def session() -> dict[str, Any]:
-    """Who the token is, and where the broker is (the Tracker and CLI learn the AMQP URL here)."""
-    return {
-        "user": user_json(g.user),
-        "amqp_url": current_app.config["AMQP_URL"],
-        "protocol_versions": list(SUPPORTED_VERSIONS),
-    }
+def session() -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Who the token is, and the broker with this user's own login (the Tracker and CLI learn it here).
+
+    The login is the user's name and the token of this request, checked by the webhook when
+    the broker asks (``broker_auth``); never the webhook's own account, never guest. Only a
+    webhook configured for an unauthenticated developer broker (``BROKER_LOGINS=shared``)
+    hands out its ``AMQP_URL`` as it is.
+    """
+    amqp_url = current_app.config["AMQP_URL"]
+    if current_app.config["BROKER_LOGINS"] != "shared":
+        amqp_url = user_broker_url(amqp_url, g.user.username, bearer_token() or "")
+    body = {"user": user_json(g.user), "amqp_url": amqp_url, "protocol_versions": list(SUPPORTED_VERSIONS)}
+    return body, 200, {"Cache-Control": "no-store"}  # it carries a credential
 
 
 @bp.get("/openapi.json")

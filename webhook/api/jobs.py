@@ -1,26 +1,34 @@
 """Training jobs: users submit, list, show and cancel; agents (node tokens) claim and report.
 
 ``POST /api/v1/jobs`` validates the spec with the wire contract's own
-``JobSpec``, stores the bundle, records the job ``queued`` and publishes it —
-persistent, publisher-confirmed — to its pool's quorum queue.
+``JobSpec``, checks the pool exists, stores the bundle, records the job
+``queued`` and publishes it — persistent, publisher-confirmed — to its pool's
+quorum queue; when the broker does not take it, the job is recorded ``failed``
+("broker unavailable") and the caller gets a 503, so no job is ever ``queued``
+in the store without a message behind it. Which jobs end ``unschedulable``, and
+when, is :mod:`fitwire.webhook.api.job_verdicts`. Admins list and purge what
+``jobs.dead`` holds with ``/api/v1/dead-letters``.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from flask import Blueprint, current_app, g
+from flask import Blueprint, current_app, g, request
 from pydantic import StringConstraints, ValidationError
 
 from fitwire.agent.backends import bundle_key
 from fitwire.agent.bundle import bundle_id
+from fitwire.agent.deadletters import peek_dead_letters, purge_dead_letters
 from fitwire.agent.jobs import declare_pool, publish_job
-from fitwire.broker import BrokerError, JobSpec, connect
+from fitwire.broker import BrokerError, JobSpec, connect, translate_errors
 from fitwire.broker import Job as WireJob
+from fitwire.broker.messages import JobState
 from fitwire.webhook.api.artifacts import artifacts
 from fitwire.webhook.api.common import (
     Body,
+    admin_only,
     authenticated,
     check_id,
     iso,
@@ -29,6 +37,12 @@ from fitwire.webhook.api.common import (
     store,
     validation_message,
 )
+from fitwire.webhook.api.job_verdicts import (
+    capacity_verdict,
+    check_pool,
+    check_unschedulable,
+    judge_waiting,
+)
 from fitwire.webhook.api.nodes import node_only, user_or_node
 from fitwire.webhook.security import hash_secret, new_secret
 from fitwire.webhook.store.base import InvalidRequest, Job, Unavailable
@@ -36,7 +50,6 @@ from fitwire.webhook.store.base import InvalidRequest, Job, Unavailable
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
 
 Pool = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-JobStateName = Literal["queued", "running", "succeeded", "failed", "stopped", "cancelled", "dead"]
 JOB_TOKEN_TTL = timedelta(days=7)
 """The job's Tracker reports as the owner with this token; long enough for a long training."""
 MAX_BUNDLE_CHARS = 512 * 1024
@@ -62,7 +75,7 @@ class ClaimBody(Body):
 
 
 class StateBody(Body):
-    state: JobStateName
+    state: JobState
     reason: str | None = None
     node_id: str | None = None
 
@@ -91,13 +104,19 @@ def _spec(body: SubmitBody) -> JobSpec:
     return spec
 
 
+def _broker() -> Any:
+    """A connection to the broker the jobs go through (close it); raises BrokerError."""
+    return connect(current_app.config["AMQP_URL"], name="fitwire-webhook-jobs")
+
+
 def _publish(job: WireJob) -> None:
-    conn = connect(current_app.config["AMQP_URL"], name="fitwire-webhook-jobs")
+    conn = _broker()
     try:
-        channel = conn.channel()
-        channel.confirm_delivery()
-        declare_pool(channel, job.pool)
-        publish_job(channel, job)
+        with translate_errors():  # a refused declaration is a BrokerError too, never a 500
+            channel = conn.channel()
+            channel.confirm_delivery()
+            declare_pool(channel, job.pool)  # a fresh broker has nothing yet; the pool was checked above
+            publish_job(channel, job)
     finally:
         if conn.is_open:
             conn.close()
@@ -106,17 +125,25 @@ def _publish(job: WireJob) -> None:
 @bp.post("/jobs")
 @authenticated
 def submit() -> tuple[dict[str, Any], int]:
-    """201 ``Job``: recorded ``queued`` and safely in the broker."""
+    """201 ``Job``: recorded ``queued`` and safely in the broker, or ``unschedulable`` when no registered
+    node of the pool could ever run it. 404 for an unknown pool; 503 when the broker does not take it."""
     body = parse_body(SubmitBody)
     spec = _spec(body)
+    check_pool(body.pool)
     wire = WireJob(owner=g.user.username, pool=body.pool, spec=spec)
     job = store().create_job(g.user.id, job_id=wire.job_id, run_id=wire.run_id, pool=wire.pool,
                              model_key=spec.model_key, spec=spec.model_dump(mode="json"), now=now())
+    verdict = capacity_verdict(spec, body.pool)
+    if verdict is not None:  # never published: no agent would ever take it
+        job = store().set_job_state(job.job_id, "unschedulable", reason=verdict, node_id=None, now=now())
+        return job_json(job), 201
     try:
         _publish(wire)
     except BrokerError as exc:
-        store().set_job_state(job.job_id, "failed", reason=f"could not be queued: {exc}", node_id=None, now=now())
-        raise Unavailable(f"The broker did not take the job ({exc}); it is recorded as failed.") from None
+        store().set_job_state(job.job_id, "failed", reason=f"broker unavailable: the job could not be queued ({exc})",
+                              node_id=None, now=now())
+        raise Unavailable(f"The broker did not take the job ({exc}); job {job.job_id} is recorded as failed "
+                          "(broker unavailable). Submit it again when the broker is back.") from None
     return job_json(job), 201
 
 
@@ -124,14 +151,15 @@ def submit() -> tuple[dict[str, Any], int]:
 @authenticated
 def list_jobs() -> dict[str, Any]:
     """Your jobs, newest first (an admin's: everyone's)."""
-    return {"jobs": [job_json(j) for j in store().list_jobs(None if g.user.is_admin else g.user.id)]}
+    jobs = judge_waiting(store().list_jobs(None if g.user.is_admin else g.user.id))
+    return {"jobs": [job_json(j) for j in jobs]}
 
 
 @bp.get("/jobs/<job_id>")
 @user_or_node
 def get_job(job_id: str) -> dict[str, Any]:
     owner = None if g.node is not None or g.user.is_admin else g.user.id
-    return job_json(store().get_job(job_id, owner))
+    return job_json(judge_waiting([store().get_job(job_id, owner)])[0])
 
 
 @bp.post("/jobs/<job_id>/cancel")
@@ -157,6 +185,54 @@ def claim(job_id: str) -> dict[str, Any]:
 @node_only
 def set_state(job_id: str) -> dict[str, Any]:
     body = parse_body(StateBody)
+    if body.state == "unschedulable":  # an agent sees only itself; the webhook knows every registered node
+        check_unschedulable(store().get_job(job_id))
     job = store().set_job_state(job_id, body.state, reason=body.reason, node_id=body.node_id or g.node.node_id,
                                 now=now())
     return job_json(job)
+
+
+MAX_DEAD_LETTERS_SHOWN = 1_000
+
+
+@bp.get("/dead-letters")
+@admin_only
+def dead_letters() -> dict[str, Any]:
+    """Admin: what ``jobs.dead`` holds (``?limit=N``, default 100), left in place; undecodable letters too."""
+    try:
+        limit = max(1, min(int(request.args.get("limit", 100)), MAX_DEAD_LETTERS_SHOWN))
+    except ValueError:
+        raise InvalidRequest("'limit' must be a whole number.") from None
+    conn = _broker_or_503()
+    try:
+        with translate_errors():
+            letters, total = peek_dead_letters(conn.channel(), limit)
+    except BrokerError as exc:
+        raise Unavailable(f"Could not read jobs.dead: {exc}.") from None
+    finally:
+        if conn.is_open:
+            conn.close()
+    return {"total": total, "dead_letters": letters}
+
+
+@bp.delete("/dead-letters")
+@admin_only
+def purge_dead() -> dict[str, Any]:
+    """Admin: empty ``jobs.dead``; the jobs stay ``dead`` in the store."""
+    conn = _broker_or_503()
+    try:
+        with translate_errors():
+            purged = purge_dead_letters(conn.channel())
+    except BrokerError as exc:
+        raise Unavailable(f"Could not purge jobs.dead: {exc}.") from None
+    finally:
+        if conn.is_open:
+            conn.close()
+    return {"purged": purged}
+
+
+def _broker_or_503() -> Any:
+    try:
+        return _broker()
+    except BrokerError as exc:
+        raise Unavailable(f"The broker is unavailable ({exc}).") from None

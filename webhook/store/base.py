@@ -20,6 +20,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fitwire.broker.errors import FitwireError
+from fitwire.broker.messages import JOB_ENDED as JOB_ENDED  # the store backends check it
+from fitwire.broker.messages import JobState
 
 RunStatus = Literal["running", "completed", "stopped", "failed"]
 FINISHED: frozenset[str] = frozenset({"completed", "stopped", "failed"})
@@ -204,8 +206,6 @@ class RunState:
         return self.epochs[-1] if self.epochs else None
 
 
-JobState = Literal["queued", "running", "succeeded", "failed", "stopped", "cancelled", "dead"]
-JOB_ENDED: frozenset[str] = frozenset({"succeeded", "failed", "stopped", "cancelled", "dead"})
 
 
 @dataclass(frozen=True)

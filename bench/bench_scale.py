@@ -1,0 +1,354 @@
+"""One box, many live runs: N concurrent runs with 2 watchers each against the real webhook and broker.
+
+``python scripts/with_broker.py .venv/bin/python -m bench.bench_scale [--runs 100] [--quick]``
+(``make bench`` runs the quick form: 10 runs for 8 s).
+
+Each run is a ``RunSession`` (every batch published, a token, the webhook on
+SQLite through ``fitwire webhook serve``) driven by a thread that logs 20
+batches a second and ends an epoch every 2 s; the runs share one data dir, as
+runs on one host do, and are spread over a few driver processes and started
+over the first 2 s. Every run has 2 watchers (their own queues bound to the
+run's routing key) in a few watcher processes. Printed: epochs published,
+watched (by each watcher) and stored, with what was lost; batches watched;
+watcher latency (event made → watcher got it); ``POST /api/v1/events``
+latency as the runs' outboxes saw it, and how many POSTs per stored record;
+records left in the outbox; CPU per component.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import resource
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench._common import amqp_url, percentile, require_broker
+
+EVENTS_PATH = "/api/v1/events"
+
+
+# --- driver processes: the runs ------------------------------------------------------------
+
+
+def _drive(cfg: dict[str, Any], results: Any) -> None:
+    """One process running ``cfg['runs']`` as threads; puts one result dict on ``results``."""
+    from fitwire.callback import RunSession
+    from fitwire.settings import Settings
+
+    session_class: Any = RunSession
+    if cfg["session"]:  # a prototype's RunSession subclass, measured without touching the repo
+        import importlib.util
+
+        path, _, name = cfg["session"].rpartition(":")
+        spec = importlib.util.spec_from_file_location("bench_scale_session", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        session_class = getattr(module, name)
+    logging.getLogger("fitwire").setLevel(logging.ERROR)
+    posts: list[float] = []
+    original = requests.Session.post
+
+    def timed_post(self: requests.Session, url: str, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(self, url, *args, **kwargs)
+        finally:
+            if url.endswith(EVENTS_PATH):
+                posts.append(time.perf_counter() - started)
+
+    requests.Session.post = timed_post  # type: ignore[method-assign]  # what every outbox POST costs
+    def settings_for(run_id: str) -> Settings:
+        data_dir = Path(cfg["data_dir"]) / (run_id if cfg["data_dir_per_run"] else "")
+        return Settings.from_env(environ={}, amqp_url=cfg["amqp_url"], data_dir=data_dir,
+                                 config_dir=data_dir / "config")
+
+    period, steps, epochs = 1.0 / cfg["batch_rate"], cfg["steps"], cfg["epochs"]
+    runs: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def one_run(run_id: str, offset: float) -> None:
+        session = session_class(cfg["model_key"], token=cfg["token"], run_id=run_id, webhook_url=cfg["webhook"],
+                                amqp_url=cfg["amqp_url"], settings=settings_for(run_id),
+                                max_batches_per_second=None)
+        time.sleep(offset)
+        session.start(params={"bench": True}, epochs=epochs, steps=steps)
+        next_at = time.perf_counter()
+        for epoch in range(epochs):
+            session.begin_epoch(epoch)
+            for i in range(steps):
+                next_at += period
+                time.sleep(max(0.0, next_at - time.perf_counter()))
+                session.log_batch(epoch, i, {"loss": 1.0 / (i + 1), "accuracy": i / steps})
+            session.log_epoch(epoch, {"loss": 0.5, "accuracy": 0.5, "val_loss": 0.6})
+        session.end("completed")
+        transport = session._transport
+        with lock:
+            runs.append({"run_id": run_id, "epochs": epochs, "batches": epochs * steps,
+                         "published": transport.published if transport else 0,
+                         "coalesced": session._events.coalesced, "stored": session.stored})
+
+    threads = [threading.Thread(target=one_run, args=(rid, off)) for rid, off in cfg["runs"]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    results.put({"role": "driver", "runs": runs, "posts": posts, "cpu": usage.ru_utime + usage.ru_stime})
+
+
+# --- watcher processes -------------------------------------------------------------------------
+
+
+def _watch(cfg: dict[str, Any], results: Any, ready: Any, stop: Any) -> None:
+    """Watchers of ``cfg['watched']`` ((watcher, run_id) pairs) on one connection, one queue each."""
+    from fitwire.broker import connect
+    from fitwire.broker.topology import PROGRESS, watcher_queue_arguments
+
+    conn = connect(cfg["amqp_url"])
+    channel = conn.channel()
+    channel.exchange_declare(exchange=PROGRESS.name, exchange_type=PROGRESS.type, durable=PROGRESS.durable)
+    epochs: dict[str, set[int]] = {}
+    batches: dict[str, int] = {}
+    batch_lat: list[float] = []
+    epoch_lat: list[float] = []
+
+    def consumer(watcher: str) -> Any:
+        def on_message(_ch: Any, _method: Any, _props: Any, body: bytes) -> None:
+            now = time.time()
+            try:
+                msg = json.loads(body)
+            except ValueError:
+                return
+            kind = msg.get("type", "")
+            if kind.startswith("batch"):
+                n = len(msg["batch"]) if isinstance(msg.get("batch"), list) else 1
+                batches[watcher] = batches.get(watcher, 0) + n
+                batch_lat.append(now - float(msg.get("ts", now)))
+            elif kind == "epoch_end":
+                epochs.setdefault(watcher, set()).add(int(msg["epoch"]))
+                epoch_lat.append(now - float(msg.get("ts", now)))
+        return on_message
+
+    for watcher, run_id in cfg["watched"]:
+        queue = channel.queue_declare(queue="", exclusive=True, auto_delete=True,
+                                      arguments=watcher_queue_arguments()).method.queue
+        channel.queue_bind(queue=queue, exchange=PROGRESS.name, routing_key=f"*.{cfg['model_key']}.{run_id}")
+        channel.basic_consume(queue=queue, on_message_callback=consumer(f"{watcher}/{run_id}"), auto_ack=True)
+    ready.set()
+    while not stop.is_set():
+        conn.process_data_events(time_limit=0.2)
+    deadline = time.monotonic() + 3.0  # what is still in flight when the runs end
+    while time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.2)
+    conn.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    results.put({"role": "watcher", "epochs": {k: sorted(v) for k, v in epochs.items()}, "batches": batches,
+                 "batch_lat": batch_lat, "epoch_lat": epoch_lat, "cpu": usage.ru_utime + usage.ru_stime})
+
+
+# --- the parent ----------------------------------------------------------------------------------
+
+
+def _cpu_of(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    import psutil
+
+    try:
+        return float(sum(psutil.Process(pid).cpu_times()[:2]))  # children come and go: the process alone
+    except psutil.Error:
+        return 0.0
+
+
+def _broker_pid() -> int | None:
+    """The RabbitMQ node listening on the bench's AMQP port (a box may run several)."""
+    from urllib.parse import urlsplit
+
+    import psutil
+
+    port = urlsplit(amqp_url()).port or 5672
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            return int(conn.pid)
+    return None
+
+
+def _server_pid(port: str) -> int | None:
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            if "serve" in (proc.info["cmdline"] or []) and port in (proc.info["environ"] or {}).get(
+                    "FITWIRE_WEBHOOK_URL", ""):
+                return int(proc.pid)
+        except psutil.Error:
+            continue
+    return None
+
+
+def _stored(base: str, token: str, run_ids: list[str]) -> tuple[dict[str, int], dict[str, str]]:
+    """Epoch rows and status of each run as the webhook has them."""
+    headers = {"Authorization": f"Bearer {token}"}
+    epochs: dict[str, int] = {}
+    status: dict[str, str] = {}
+    with requests.Session() as http:
+        for run_id in run_ids:
+            run = http.get(f"{base}/api/v1/runs/{run_id}", headers=headers, timeout=30)
+            status[run_id] = run.json().get("status", "?") if run.ok else f"HTTP {run.status_code}"
+            rows = http.get(f"{base}/api/v1/runs/{run_id}/epochs", headers=headers, timeout=30)
+            epochs[run_id] = len(rows.json().get("epochs", [])) if rows.ok else 0
+    return epochs, status
+
+
+def _outbox_left(data_dir: Path) -> int:
+    path = data_dir / "outbox.sqlite3"
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(path) as db:
+            return int(db.execute("SELECT count(*) FROM records WHERE state = 'pending'").fetchone()[0])
+    except sqlite3.Error:
+        return -1
+
+
+def run(n_runs: int, seconds: float, drivers: int, watcher_procs: int, batch_rate: float,
+        epoch_seconds: float, session: str = "", data_dir_per_run: bool = False) -> None:
+    from bench.bench_webhook import _server, _sqlite, _token_and_model
+
+    steps = max(1, round(batch_rate * epoch_seconds))
+    epochs = max(1, round(seconds / epoch_seconds))
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="fitwire-bench-scale-") as tmp, _sqlite() as store_url, \
+            _server(store_url) as base:
+        token, model_key = _token_and_model(store_url, base)
+        run_ids = [uuid.uuid4().hex for _ in range(n_runs)]
+        results = ctx.Queue()
+        stop, readies = ctx.Event(), []
+        watchers = []
+        pairs = [(w, rid) for rid in run_ids for w in ("w1", "w2")]
+        for i in range(watcher_procs):
+            ready = ctx.Event()
+            cfg = {"amqp_url": amqp_url(), "model_key": model_key, "watched": pairs[i::watcher_procs]}
+            watchers.append(ctx.Process(target=_watch, args=(cfg, results, ready, stop)))
+            readies.append(ready)
+        for p in watchers:
+            p.start()
+        for ready in readies:
+            if not ready.wait(120):
+                raise RuntimeError("a watcher process did not come up")
+        broker_pid, server_pid = _broker_pid(), _server_pid(base.rsplit(":", 1)[1])
+        cpu_before = {"broker (beam.smp)": _cpu_of(broker_pid), "webhook (waitress)": _cpu_of(server_pid)}
+        started = time.perf_counter()
+        offsets = [epoch_seconds * i / n_runs for i in range(n_runs)]  # starts spread over one epoch
+        procs = []
+        for i in range(drivers):
+            cfg = {"amqp_url": amqp_url(), "model_key": model_key, "token": token, "webhook": base,
+                   "data_dir": str(Path(tmp) / "data"), "batch_rate": batch_rate, "steps": steps,
+                   "epochs": epochs, "runs": list(zip(run_ids, offsets, strict=True))[i::drivers],
+                   "session": session, "data_dir_per_run": data_dir_per_run}
+            procs.append(ctx.Process(target=_drive, args=(cfg, results)))
+        for p in procs:
+            p.start()
+        outs = [results.get() for _ in procs]  # before join: a full queue would block the child's exit
+        wall = time.perf_counter() - started
+        stop.set()
+        outs += [results.get() for _ in watchers]
+        for p in (*procs, *watchers):
+            p.join(30)
+        cpu = {name: _cpu_of(pid) - cpu_before[name]
+               for name, pid in (("broker (beam.smp)", broker_pid), ("webhook (waitress)", server_pid))}
+        stored_epochs, status = _stored(base, token, run_ids)
+        left = sum(_outbox_left(p.parent) for p in (Path(tmp) / "data").rglob("outbox.sqlite3"))
+    _report(n_runs, epochs, steps, batch_rate, wall, outs, stored_epochs, status, left, cpu, drivers,
+            watcher_procs)
+
+
+def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float, outs: list[dict[str, Any]],
+            stored_epochs: dict[str, int], status: dict[str, str], left: int, cpu: dict[str, float],
+            drivers: int, watcher_procs: int) -> None:
+    runs = [r for o in outs if o["role"] == "driver" for r in o["runs"]]
+    posts = [x * 1000 for o in outs if o["role"] == "driver" for x in o["posts"]]
+    watched: dict[str, list[int]] = {}
+    batches_watched = 0
+    batch_lat: list[float] = []
+    epoch_lat: list[float] = []
+    for o in outs:
+        if o["role"] != "watcher":
+            continue
+        for key, eps in o["epochs"].items():
+            watched[key] = eps
+        batches_watched += sum(o["batches"].values())
+        batch_lat += [x * 1000 for x in o["batch_lat"]]
+        epoch_lat += [x * 1000 for x in o["epoch_lat"]]
+    published = sum(r["epochs"] for r in runs)
+    watched_total = sum(len(v) for v in watched.values())
+    stored_total = sum(min(n, epochs) for n in stored_epochs.values())
+    complete = sum(1 for rid, n in stored_epochs.items() if n >= epochs and status.get(rid) == "completed")
+    records = n_runs * (epochs + 2)  # train_begin + epochs + train_end
+    print(f"\n{n_runs} concurrent runs × 2 watchers, {steps} batches/epoch at {batch_rate:.0f}/s, "
+          f"{epochs} epochs each; {drivers} driver and {watcher_procs} watcher processes; "
+          f"{wall:.1f} s wall ({len(runs)} runs finished)", flush=True)
+    print(f"  epochs published {published}; watched {watched_total}/{2 * published} "
+          f"(lost {2 * published - watched_total}); stored {stored_total}/{published} "
+          f"(lost {published - stored_total}); runs stored whole and completed {complete}/{n_runs}; "
+          f"records left in the outbox {left}", flush=True)
+    statuses: dict[str, int] = {}
+    for s in status.values():
+        statuses[s] = statuses.get(s, 0) + 1
+    print(f"  run status on the webhook: {statuses}", flush=True)
+    print(f"  batches logged {n_runs * epochs * steps}, watched {batches_watched}/{2 * n_runs * epochs * steps}; "
+          f"events published {sum(r['published'] for r in runs)}, coalesced {sum(r['coalesced'] for r in runs)}",
+          flush=True)
+    if batch_lat:
+        print(f"  watcher latency, batch: p50 {percentile(batch_lat, 50):.0f} ms, p99 {percentile(batch_lat, 99):.0f} ms"
+              f"; epoch_end: p50 {percentile(epoch_lat, 50):.0f} ms, p99 {percentile(epoch_lat, 99):.0f} ms "
+              "(target p99 < 250 ms)", flush=True)
+    if posts:
+        print(f"  POST {EVENTS_PATH}: {len(posts)} requests for {records} records "
+              f"({len(posts) / records:.1f}×), p50 {percentile(posts, 50):.0f} ms, "
+              f"p99 {percentile(posts, 99):.0f} ms (target p99 < 100 ms)", flush=True)
+    drivers_cpu = sum(o["cpu"] for o in outs if o["role"] == "driver")
+    watchers_cpu = sum(o["cpu"] for o in outs if o["role"] == "watcher")
+    print("  CPU, seconds (and cores busy on average over the run):", flush=True)
+    for name, seconds in (("runs (driver processes)", drivers_cpu), ("watchers", watchers_cpu), *cpu.items()):
+        print(f"    {name:28s} {seconds:7.1f} s  ({seconds / wall:.2f} cores)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_scale", description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each run")
+    parser.add_argument("--drivers", type=int, default=4, help="processes the runs are spread over")
+    parser.add_argument("--watcher-processes", type=int, default=2)
+    parser.add_argument("--batch-rate", type=float, default=20.0, help="batches per second per run")
+    parser.add_argument("--epoch-seconds", type=float, default=2.0)
+    parser.add_argument("--quick", action="store_true", help="smoke: 10 runs for 8 s")
+    parser.add_argument("--data-dir-per-run", action="store_true",
+                        help="each run its own data dir (so its own outbox), unlike runs on one host")
+    parser.add_argument("--session", default="", metavar="FILE.py:CLASS",
+                        help="a RunSession subclass from a file outside the repo (a prototype)")
+    args = parser.parse_args(argv if argv is not None else ["--quick"])
+    if args.quick:
+        args.runs, args.seconds = min(args.runs, 10), min(args.seconds, 8.0)
+    logging.getLogger("fitwire").setLevel(logging.ERROR)
+    require_broker()
+    os.environ.setdefault("FITWIRE_AMQP_URL", amqp_url())  # the webhook announces it to the runs
+    run(args.runs, args.seconds, args.drivers, args.watcher_processes, args.batch_rate, args.epoch_seconds,
+        args.session, args.data_dir_per_run)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
