@@ -12,7 +12,8 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[all,dev]'
+	# setuptools prints an informational notice (a UserWarning) on every editable install; not a problem.
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install -q -e '.[all,dev]'
 	touch $(STAMP)
 
 run: install

@@ -50,9 +50,11 @@ def serve(
     except FitwireError as exc:
         raise _fail(exc) from None
     err.print(f"fitwire webhook on http://{host}:{port} (store: {application.extensions['fitwire_store'].kind})")
-    # waitress refuses bodies over 1 GiB by default; artifact uploads may be as large as the setting allows.
+    # waitress buffers a whole body (spilling to disk) before the app sees it, and answers bodies over
+    # its own limit (1 GiB by default) with a plain-text 413. Its limit is a backstop at twice the
+    # artifact limit, so that an upload just over the stated limit still gets the app's JSON 413.
     waitress.serve(application, host=host, port=port, threads=threads, ident="fitwire",
-                   max_request_body_size=settings.artifact_max_bytes)
+                   max_request_body_size=2 * settings.artifact_max_bytes)
 
 
 @app.command("create-admin")
