@@ -8,7 +8,7 @@ with the measured fit for its interpreter.
 
 Messages are read as plain JSON, not through the wire models, so that a
 prototype's compact form counts too: a message whose ``batch`` is a list
-carries that many batches.
+carries that many batches, and fitwire's ``batches`` message says how many in ``count``.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ def main(pattern: str) -> None:
         if not isinstance(msg, dict) or not str(msg.get("type", "")).startswith("batch"):
             return
         batch = msg.get("batch")
+        n = msg.get("count") or (len(batch) if isinstance(batch, list) else 1)  # ``batches`` carries ``count``
         with lock:
-            counts[str(msg.get("run_id"))] += len(batch) if isinstance(batch, list) else 1
+            counts[str(msg.get("run_id"))] += n if isinstance(n, int) else 1
 
     channel.basic_consume(queue=queue, on_message_callback=on_message, auto_ack=True)
     requests: list[str] = []

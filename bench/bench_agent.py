@@ -89,7 +89,7 @@ class _Bench:
             if event.run_id != run_id or event.ts < after:
                 continue
             began = began or event.type == "train_begin"
-            if began and event.type == "batch":
+            if began and event.type in ("batch", "batches"):
                 return time.time()
         raise TimeoutError("no batch event")
 

@@ -134,7 +134,8 @@ def _watch(cfg: dict[str, Any], results: Any, ready: Any, stop: Any) -> None:
                 return
             kind = msg.get("type", "")
             if kind.startswith("batch"):
-                n = len(msg["batch"]) if isinstance(msg.get("batch"), list) else 1
+                # ``batches`` carries ``count``; a prototype's list form, its length (ts: the last batch's)
+                n = msg.get("count") or (len(msg["batch"]) if isinstance(msg.get("batch"), list) else 1)
                 batches[watcher] = batches.get(watcher, 0) + n
                 batch_lat.append(now - float(msg.get("ts", now)))
             elif kind == "epoch_end":
@@ -214,14 +215,18 @@ def _stored(base: str, token: str, run_ids: list[str]) -> tuple[dict[str, int], 
 
 
 def _outbox_left(data_dir: Path) -> int:
-    path = data_dir / "outbox.sqlite3"
-    if not path.exists():
-        return 0
-    try:
-        with sqlite3.connect(path) as db:
-            return int(db.execute("SELECT count(*) FROM records WHERE state = 'pending'").fetchone()[0])
-    except sqlite3.Error:
-        return -1
+    """Records still pending in every outbox file under ``data_dir`` (one per run); -1 for an unreadable file."""
+    from fitwire.callback.outbox import outbox_files
+    from fitwire.settings import Settings
+
+    left = 0
+    for path in outbox_files(Settings.from_env(environ={}, data_dir=data_dir, config_dir=data_dir / "config")):
+        try:
+            with sqlite3.connect(path) as db:
+                left += int(db.execute("SELECT count(*) FROM records WHERE state = 'pending'").fetchone()[0])
+        except sqlite3.Error:
+            return -1
+    return left
 
 
 def run(n_runs: int, seconds: float, drivers: int, watcher_procs: int, batch_rate: float,
@@ -231,8 +236,9 @@ def run(n_runs: int, seconds: float, drivers: int, watcher_procs: int, batch_rat
     steps = max(1, round(batch_rate * epoch_seconds))
     epochs = max(1, round(seconds / epoch_seconds))
     ctx = multiprocessing.get_context("spawn")
+    timings = Path(tempfile.mkdtemp(prefix="fitwire-bench-scale-timings-")) / "in_app.txt"
     with tempfile.TemporaryDirectory(prefix="fitwire-bench-scale-") as tmp, _sqlite() as store_url, \
-            _server(store_url) as base:
+            _server(store_url, timings) as base:
         token, model_key = _token_and_model(store_url, base)
         run_ids = [uuid.uuid4().hex for _ in range(n_runs)]
         results = ctx.Queue()
@@ -271,14 +277,16 @@ def run(n_runs: int, seconds: float, drivers: int, watcher_procs: int, batch_rat
         cpu = {name: _cpu_of(pid) - cpu_before[name]
                for name, pid in (("broker (beam.smp)", broker_pid), ("webhook (waitress)", server_pid))}
         stored_epochs, status = _stored(base, token, run_ids)
-        left = sum(_outbox_left(p.parent) for p in (Path(tmp) / "data").rglob("outbox.sqlite3"))
+        data = Path(tmp) / "data"
+        left = sum(_outbox_left(d) for d in ([data / rid for rid in run_ids] if data_dir_per_run else [data]))
+    in_app = [float(x) * 1000 for x in timings.read_text().split()] if timings.exists() else []
     _report(n_runs, epochs, steps, batch_rate, wall, outs, stored_epochs, status, left, cpu, drivers,
-            watcher_procs)
+            watcher_procs, in_app)
 
 
 def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float, outs: list[dict[str, Any]],
             stored_epochs: dict[str, int], status: dict[str, str], left: int, cpu: dict[str, float],
-            drivers: int, watcher_procs: int) -> None:
+            drivers: int, watcher_procs: int, in_app: list[float]) -> None:
     runs = [r for o in outs if o["role"] == "driver" for r in o["runs"]]
     posts = [x * 1000 for o in outs if o["role"] == "driver" for x in o["posts"]]
     watched: dict[str, list[int]] = {}
@@ -313,13 +321,19 @@ def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float
           f"events published {sum(r['published'] for r in runs)}, coalesced {sum(r['coalesced'] for r in runs)}",
           flush=True)
     if batch_lat:
-        print(f"  watcher latency, batch: p50 {percentile(batch_lat, 50):.0f} ms, p99 {percentile(batch_lat, 99):.0f} ms"
+        print(f"  watcher latency, batch (each message's last; those before it waited ≤ flush_interval more): p50 {percentile(batch_lat, 50):.0f} ms, p99 {percentile(batch_lat, 99):.0f} ms"
               f"; epoch_end: p50 {percentile(epoch_lat, 50):.0f} ms, p99 {percentile(epoch_lat, 99):.0f} ms "
               "(target p99 < 250 ms)", flush=True)
     if posts:
         print(f"  POST {EVENTS_PATH}: {len(posts)} requests for {records} records "
               f"({len(posts) / records:.1f}×), p50 {percentile(posts, 50):.0f} ms, "
               f"p99 {percentile(posts, 99):.0f} ms (target p99 < 100 ms)", flush=True)
+    if in_app:
+        from bench.bench_webhook import SERVER_THREADS
+
+        print(f"    of which inside the webhook's app (the rest: waiting for one of its {SERVER_THREADS} waitress "
+              f"threads, and the network): p50 {percentile(in_app, 50):.0f} ms, "
+              f"p99 {percentile(in_app, 99):.0f} ms", flush=True)
     drivers_cpu = sum(o["cpu"] for o in outs if o["role"] == "driver")
     watchers_cpu = sum(o["cpu"] for o in outs if o["role"] == "watcher")
     print("  CPU, seconds (and cores busy on average over the run):", flush=True)

@@ -74,14 +74,19 @@ def _postgres() -> Iterator[str]:
 
 
 @contextmanager
-def _server(store_url: str) -> Iterator[str]:
-    """``fitwire webhook serve`` on ``store_url`` in a subprocess; its base URL."""
+def _server(store_url: str, timings: Path | None = None) -> Iterator[str]:
+    """``fitwire webhook serve`` on ``store_url`` in a subprocess; its base URL.
+
+    With ``timings``, the same app under ``bench._timed_webhook``, which writes each
+    ``POST /api/v1/events``'s time inside the app to that file when it ends.
+    """
     port = _free_port()
     env = {**os.environ, "FITWIRE_STORE": store_url, "FITWIRE_WEBHOOK_URL": f"http://127.0.0.1:{port}"}
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("fitwire")), "webhook", "serve", "--threads", str(SERVER_THREADS)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    command = ([sys.executable, "-m", "bench._timed_webhook", "serve", str(timings), str(SERVER_THREADS)]
+               if timings else [str(Path(sys.executable).with_name("fitwire")), "webhook", "serve",
+                                "--threads", str(SERVER_THREADS)])
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=Path(__file__).parents[1])
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

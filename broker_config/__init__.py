@@ -17,6 +17,7 @@ from fitwire.broker.errors import (
 from fitwire.broker.messages import (
     AnyMessage,
     Batch,
+    Batches,
     EpochBegin,
     EpochEnd,
     GpuInfo,
@@ -38,7 +39,7 @@ from fitwire.broker.messages import (
 from fitwire.broker.topology import PROTOCOL_VERSION, declare_all
 
 __all__ = [
-    "PROTOCOL_VERSION", "AnyMessage", "Backoff", "Batch", "BrokerAccessRefused", "BrokerError",
+    "PROTOCOL_VERSION", "AnyMessage", "Backoff", "Batch", "Batches", "BrokerAccessRefused", "BrokerError",
     "BrokerUnavailable", "DecodeError", "EpochBegin", "EpochEnd", "FitwireError", "GpuInfo",
     "Heartbeat", "Job", "JobSpec", "Message", "NodeTelemetry", "ProgressEvent", "ProgressMessage",
     "SettingsError", "Signal", "SignalAck", "TrainBegin", "TrainEnd", "answers", "connect",

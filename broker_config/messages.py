@@ -11,11 +11,21 @@ turns them into floats again. Any body that is not a valid message raises
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from fitwire.broker.errors import DecodeError
 from fitwire.broker.topology import PROTOCOL_VERSION, SUPPORTED_VERSIONS
@@ -93,6 +103,68 @@ class Batch(ProgressEvent):
     logs: Logs = Field(default_factory=dict)
 
 
+class Batches(ProgressEvent):
+    """Consecutive batches of one epoch in one message (batches ``first`` … ``first + count - 1``).
+
+    What a Tracker sends when batches come faster than a watcher needs one
+    message each: one publish and one wake-up per flush instead of per batch.
+    ``seq`` is the first batch's; the others follow it without gaps.
+    ``logs`` are columns, one value per batch; ``ts`` and ``progress`` are the
+    last batch's (the others' progress is proportional: ``(batch + 1) / steps``).
+    Watchers read it through :func:`unpack`, which yields one :class:`Batch` each.
+    """
+
+    type: Literal["batches"] = "batches"
+    epoch: int
+    first: int = Field(ge=0)
+    count: int = Field(ge=1)
+    progress: float | None = Field(None, description="0..1 after the last batch; None when steps are unknown.")
+    logs: dict[str, list[float | None]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _columns_fit(self) -> Batches:
+        for name, column in self.logs.items():
+            if len(column) != self.count:
+                raise ValueError(f"logs[{name!r}] has {len(column)} values for {self.count} batches")
+        return self
+
+    def unpack(self) -> list[Batch]:
+        """One :class:`Batch` per batch carried, in order."""
+        last = self.first + self.count
+        out = []
+        for i in range(self.count):
+            batch = self.first + i
+            progress = None if self.progress is None else min(1.0, self.progress * (batch + 1) / last)
+            out.append(Batch(v=self.v, ts=self.ts, run_id=self.run_id, model_key=self.model_key, owner=self.owner,
+                             seq=self.seq + i, epoch=self.epoch, batch=batch, progress=progress,
+                             logs={name: column[i] for name, column in self.logs.items()}))
+        return out
+
+
+def batches_body(head: Mapping[str, Any], *, ts: float, seq: int, epoch: int, first: int,
+                 progress: float | None, logs: Mapping[str, list[float | None]], count: int) -> bytes:
+    """A :class:`Batches` message as JSON without building the model: the Tracker's hot-path encoder.
+
+    ``head`` holds ``run_id``, ``model_key`` and ``owner``; a progress that is not finite
+    is sent as unknown (None); the values in ``logs``
+    must already have passed through :func:`wire_number`. The
+    round-trip through :func:`decode` is the test that both encoders agree.
+    """
+    return json.dumps(
+        {"v": PROTOCOL_VERSION, "type": "batches", **head, "ts": ts, "seq": seq, "epoch": epoch,
+         "first": first, "count": count,
+         "progress": progress if progress is not None and math.isfinite(progress) else None, "logs": logs},
+        separators=(",", ":"), allow_nan=False,
+    ).encode()
+
+
+def wire_number(value: float | None) -> float | str | None:
+    """A float as JSON carries it: finite as is, NaN and infinities as the strings ``decode`` reads back."""
+    if value is None or math.isfinite(value):
+        return value
+    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+
+
 class EpochEnd(ProgressEvent):
     type: Literal["epoch_end"] = "epoch_end"
     epoch: int
@@ -119,7 +191,7 @@ class Heartbeat(ProgressEvent):
 
 
 ProgressMessage = Annotated[
-    TrainBegin | EpochBegin | Batch | EpochEnd | TrainEnd | SignalAck | Heartbeat,
+    TrainBegin | EpochBegin | Batch | Batches | EpochEnd | TrainEnd | SignalAck | Heartbeat,
     Field(discriminator="type"),
 ]
 
@@ -208,7 +280,8 @@ class NodeTelemetry(Message):
 
 
 AnyMessage = Annotated[
-    TrainBegin | EpochBegin | Batch | EpochEnd | TrainEnd | SignalAck | Heartbeat | Signal | Job | NodeTelemetry,
+    TrainBegin | EpochBegin | Batch | Batches | EpochEnd | TrainEnd | SignalAck | Heartbeat | Signal | Job
+    | NodeTelemetry,
     Field(discriminator="type"),
 ]
 
@@ -263,3 +336,14 @@ def decode(body: bytes | str, expected: type[M] | Any = AnyMessage) -> M:
             f"unsupported schema version {message.v}; this build speaks {list(SUPPORTED_VERSIONS)}"
         )
     return message  # type: ignore[no-any-return,return-value]
+
+
+def unpack(message: ProgressEvent) -> list[ProgressEvent]:
+    """A decoded progress message as the events it carries: a :class:`Batches` as one ``Batch`` per batch.
+
+    Every watcher reads through this, so a run that sends single ``batch``
+    messages (older Trackers) and one that sends ``batches`` look the same.
+    """
+    if isinstance(message, Batches):
+        return list(message.unpack())
+    return [message]

@@ -8,6 +8,7 @@ from typing import Any
 
 from fitwire.broker.messages import Signal
 from fitwire.callback.session import DEFAULT_MAX_BATCHES_PER_SECOND, RunSession
+from fitwire.callback.transport import FLUSH_S
 from fitwire.settings import Settings
 
 try:
@@ -46,7 +47,9 @@ class Tracker(_Base):  # type: ignore[misc]
             ``{epoch}`` and ``{run_id}``.
         every_n_batches: publish only every n-th batch.
         max_batches_per_second: publish at most this many batches a second
-            (None: every batch).
+            (default None: every batch, at about a plain fit's speed).
+        flush_interval: longest a batch waits before it is published (s; default
+            0.05); faster batches travel together in one message.
         outbox_wait: seconds the end of ``fit`` may wait for the webhook.
         settings: default ``Settings.from_env()``.
 
@@ -72,6 +75,7 @@ class Tracker(_Base):  # type: ignore[misc]
         every_n_batches: int | None = None,
         max_batches_per_second: float | None = DEFAULT_MAX_BATCHES_PER_SECOND,
         outbox_wait: float | None = None,
+        flush_interval: float = FLUSH_S,
         settings: Settings | None = None,
     ) -> None:
         super().__init__()
@@ -82,7 +86,7 @@ class Tracker(_Base):  # type: ignore[misc]
         self._options: dict[str, Any] = dict(
             token=token, run_id=run_id, webhook_url=webhook_url, amqp_url=amqp_url, settings=settings,
             every_n_batches=every_n_batches, max_batches_per_second=max_batches_per_second,
-            outbox_wait=outbox_wait,
+            outbox_wait=outbox_wait, flush_interval=flush_interval,
         )
         RunSession(model_key, **self._options)  # fail on bad options now, not in the middle of fit
         self.session: RunSession | None = None

@@ -24,7 +24,7 @@ from fitwire.broker import (
     encode,
 )
 from fitwire.broker.connection import translate_errors
-from fitwire.broker.messages import ProgressEvent
+from fitwire.broker.messages import ProgressEvent, unpack
 from fitwire.broker.topology import (
     ANY_RUN,
     PROGRESS,
@@ -92,13 +92,13 @@ class WatchQueue:
 
     def _on_message(self, _ch: Any, _method: Any, _props: Any, body: bytes) -> None:
         try:
-            self._pending.append(decode(body, ProgressMessage))
+            self._pending.extend(unpack(decode(body, ProgressMessage)))
         except DecodeError as exc:
             # A newer or broken sender must not take the viewer down; watcher queues do not dead-letter.
             log.warning("skipped an undecodable progress message: %s", exc)
 
     def poll(self, timeout: float) -> list[ProgressEvent]:
-        """Events that arrived within ``timeout`` seconds (possibly none)."""
+        """Events that arrived within ``timeout`` seconds (possibly none); a ``batches`` message as one ``Batch`` each."""
         if self._connection is None:
             raise BrokerUnavailable("not connected")
         with translate_errors():

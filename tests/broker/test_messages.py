@@ -17,6 +17,8 @@ SAMPLES: list[m.Message] = [
     m.EpochBegin(run_id="r1", model_key="k", epoch=0),
     m.Batch(run_id="r1", model_key="k", epoch=0, batch=4, progress=0.5, logs=LOGS),
     m.Batch(run_id="r1", model_key="k", epoch=0, batch=4, progress=None),
+    m.Batches(run_id="r1", model_key="k", epoch=0, first=3, count=2, progress=0.5,
+              logs={"loss": [0.25, math.nan], "acc": [None, math.inf]}),
     m.EpochEnd(run_id="r1", model_key="k", epoch=0, logs={**LOGS, "val_loss": math.nan}),
     m.TrainEnd(run_id="r1", model_key="k", status="stopped", reason="STOP from ann"),
     m.SignalAck(run_id="r1", model_key="k", signal_id="s", action="set_lr", ok=False, detail="schedule"),
@@ -68,6 +70,9 @@ MALFORMED: list[bytes | str] = [
     b'{"type": "batch", "run_id": "r", "model_key": "k", "epoch": "zero", "batch": 1}',
     b'{"type": "batch", "run_id": "r", "model_key": "k", "epoch": 0, "batch": 1, "surprise": 1}',
     b'{"type": "batch", "run_id": "r", "model_key": "k", "epoch": 0, "batch": 1, "logs": {"loss": "high"}}',
+    b'{"type": "batches", "run_id": "r", "model_key": "k", "epoch": 0, "first": 0, "count": 2, "logs": {"loss": [1]}}',
+    b'{"type": "batches", "run_id": "r", "model_key": "k", "epoch": 0, "first": 0, "count": 0}',
+    b'{"type": "batches", "run_id": "r", "model_key": "k", "epoch": 0, "first": -1, "count": 1}',
     b'{"type": "signal", "action": "explode", "model_key": "k"}',
     b'{"type": "signal", "v": 2, "action": "stop", "model_key": "k"}',
     b'{"type": "signal", "v": 99, "action": "stop", "model_key": "k", "new_field": true}',
@@ -88,3 +93,33 @@ def test_malformed_bodies_raise_decode_error(body: bytes | str) -> None:
 def test_unknown_version_is_named() -> None:
     with pytest.raises(DecodeError, match="version 99"):
         m.decode(b'{"type": "signal", "v": 99, "action": "stop", "model_key": "k", "new_field": true}')
+
+
+def test_the_hot_path_encoder_and_pydantic_agree_on_batches() -> None:
+    head = {"run_id": "r", "model_key": "k", "owner": "ann"}
+    logs = {"loss": [0.5, m.wire_number(math.nan), m.wire_number(-math.inf)], "acc": [None, 1.0, 2.0]}
+    body = m.batches_body(head, ts=12.5, seq=7, epoch=2, first=10, progress=math.inf,
+                          logs=logs, count=3)
+    json.loads(body)  # strict JSON
+    fast = m.decode(body, m.ProgressMessage)
+    model = m.Batches(ts=12.5, seq=7, epoch=2, first=10, count=3, progress=None, owner="ann", run_id="r",
+                      model_key="k", logs={"loss": [0.5, math.nan, -math.inf], "acc": [None, 1.0, 2.0]})
+    assert _same(fast.model_dump(), model.model_dump())
+    assert _same(m.decode(m.encode(model)).model_dump(), model.model_dump())
+
+
+def test_a_watcher_unpacks_batches_into_one_batch_each_with_its_values() -> None:
+    packed = m.Batches(run_id="r", model_key="k", owner="ann", seq=20, epoch=1, first=6, count=2, progress=0.8,
+                       logs={"loss": [0.5, math.nan]})
+    events = m.unpack(m.decode(m.encode(packed), m.ProgressMessage))
+    assert [type(e) for e in events] == [m.Batch, m.Batch]
+    assert [(e.epoch, e.batch, e.seq) for e in events] == [(1, 6, 20), (1, 7, 21)]
+    assert events[0].logs == {"loss": 0.5} and math.isnan(events[1].logs["loss"])
+    # progress is (batch + 1) / steps: 0.8 after batch 7 means 10 steps, so 0.7 after batch 6
+    assert events[1].progress == 0.8 and events[0].progress == pytest.approx(0.7)
+
+
+def test_an_old_style_single_batch_still_reaches_watchers_unchanged() -> None:
+    body = b'{"v": 1, "type": "batch", "run_id": "r", "model_key": "k", "epoch": 0, "batch": 3, "logs": {"loss": 1}}'
+    [event] = m.unpack(m.decode(body, m.ProgressMessage))
+    assert isinstance(event, m.Batch) and event.batch == 3 and event.logs == {"loss": 1.0}

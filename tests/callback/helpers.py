@@ -10,6 +10,7 @@ from typing import Any
 import pika
 
 from fitwire.broker import ProgressMessage, Signal, connect, decode, encode, topology
+from fitwire.broker.messages import unpack
 
 
 class Watcher:
@@ -59,9 +60,9 @@ class Watcher:
 
     def _on_message(self, _ch: Any, _method: Any, _props: Any, body: bytes) -> None:
         received = time.time()
-        message = decode(body, ProgressMessage)
+        messages = unpack(decode(body, ProgressMessage))
         with self._lock:
-            self.messages.append((received, message))
+            self.messages.extend((received, message) for message in messages)
 
     def events(self, run_id: str | None = None, kind: str | None = None) -> list[Any]:
         with self._lock:
@@ -149,5 +150,10 @@ def tiny_data(samples: int = 64, features: int = 3, seed: int = 0) -> tuple[Any,
     return x, x.sum(axis=1, keepdims=True)
 
 
-def fitwire_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("fitwire-") and t.is_alive()]
+def fitwire_threads(grace: float = 5.0) -> list[threading.Thread]:
+    """fitwire threads still alive after ``grace`` s: an ended run closes its connection after fit returns."""
+    deadline = time.monotonic() + grace
+    alive = [t for t in threading.enumerate() if t.name.startswith("fitwire-") and t.is_alive()]
+    for t in alive:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return [t for t in alive if t.is_alive()]

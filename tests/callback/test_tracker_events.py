@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -48,6 +49,40 @@ def test_two_watchers_both_see_every_batch_and_the_stored_run(
     assert receiver.store.runs[run_id]["status"] == "completed"
     assert receiver.run_epochs(run_id) == list(range(EPOCHS))
     assert "val_loss" in receiver.store.epochs[(run_id, EPOCHS - 1)]
+    assert fitwire_threads() == []
+
+
+def test_by_default_a_watcher_gets_every_batch_with_its_loss_before_the_epoch_end(
+    settings: Settings, model_key: str, watchers: list[Watcher]
+) -> None:
+    """500 batches at full speed with default options: each batch's value arrives exactly once, in order."""
+    import keras
+
+    watchers.append(Watcher(settings.amqp_url, f"*.{model_key}.*"))
+    seen: dict[tuple[int, int], float] = {}
+
+    class Record(keras.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            seen[(self.epoch, batch)] = float(logs["loss"])
+
+    tracker = Tracker(model_key, settings=settings)
+    x, y = tiny_data(250)
+    tiny_model().fit(x, y, batch_size=1, epochs=2, verbose=0, callbacks=[Record(), tracker])
+    w = watchers[0]
+    assert w.wait_for(lambda w: bool(w.events(tracker.run_id, "train_end")), timeout=60)
+    events = w.events(tracker.run_id)
+    batches = [(e.epoch, e.batch) for e in events if e.type == "batch"]
+    assert batches == [(e, b) for e in range(2) for b in range(250)]
+    assert {(e.epoch, e.batch): e.logs["loss"] for e in events if e.type == "batch"} == seen
+    epoch_ends = {e.epoch: i for i, e in enumerate(events) if e.type == "epoch_end"}
+    for i, e in enumerate(events):
+        if e.type == "batch":
+            assert i < epoch_ends[e.epoch]  # a late batch would redraw a finished epoch's bar
     assert fitwire_threads() == []
 
 

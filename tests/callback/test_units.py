@@ -1,13 +1,15 @@
-"""Unit tests of single modules: the hand-off queue and the outbox store."""
+"""Unit tests of single modules: the hand-off queue, batch grouping and encoding, the outbox store."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
+from fitwire.broker.messages import Batches, ProgressMessage, decode, unpack
 from fitwire.callback.outbox import Outbox, Record
-from fitwire.callback.transport import COALESCE_CHUNK, EventQueue, coalesce, numbers
+from fitwire.callback.transport import EventQueue, batch_groups, encode_batches, numbers
 
 
 def _batch(i: int) -> dict[str, object]:
@@ -30,22 +32,50 @@ def test_queue_coalesces_batches_under_pressure_but_never_drops_epoch_events() -
     assert seqs == sorted(seqs) and seqs[3] == 10  # the gap tells a watcher what was skipped
 
 
-def test_queue_wakes_the_consumer_only_when_it_becomes_non_empty() -> None:
-    q = EventQueue()
+def test_queue_wakes_the_transport_once_per_flush_of_batches_and_at_once_for_other_events() -> None:
+    q = EventQueue(flush_after=60.0, flush_batches=100)
     wakes: list[int] = []
     q.waker = lambda: wakes.append(1)
-    q.put_batch(_batch(0))
-    q.put_batch(_batch(1))
-    q.take_all()
+    for i in range(50):
+        q.put_batch(_batch(i))
+    assert len(wakes) == 1  # the first batch arms the flush; the next 49 cost no wake-up
+    due = q.due_in()
+    assert due is not None and 59.0 < due <= 60.0
     q.put({"type": "epoch_end", "epoch": 0})
-    assert len(wakes) == 2
+    assert len(wakes) == 2 and q.due_in() == 0.0  # an epoch event goes out now, the batches before it
+    assert [e.get("batch") for e in q.take_all()][-2:] == [49, None]
+    assert q.due_in() is None
+    for i in range(100):
+        q.put_batch(_batch(i))
+    assert len(wakes) == 4 and q.due_in() == 0.0  # enough batches for one message: sent without waiting
 
 
-def test_backlog_after_an_outage_keeps_only_the_latest_batch_between_other_events() -> None:
-    events = [_batch(i) for i in range(COALESCE_CHUNK)] + [{"type": "epoch_end"}] + [_batch(99)]
-    assert [e.get("batch") for e in coalesce(events)] == [COALESCE_CHUNK - 1, None, 99]
-    short = [_batch(0), _batch(1)]
-    assert coalesce(short) == short
+def _seq(events: list[dict[str, object]]) -> list[dict[str, object]]:
+    for i, e in enumerate(events):
+        e["seq"] = i + 1
+    return events
+
+
+def test_consecutive_batches_group_into_one_message_that_leaves_before_the_epoch_end() -> None:
+    events = _seq([_batch(0), _batch(1), _batch(2), {"type": "epoch_end", "epoch": 0},
+                   {"type": "batch", "epoch": 1, "batch": 0}, {"type": "batch", "epoch": 1, "batch": 5}])
+    groups = batch_groups(events)
+    assert [[(e["type"], e.get("batch")) for e in g] for g in groups] == [
+        [("batch", 0), ("batch", 1), ("batch", 2)], [("epoch_end", None)], [("batch", 0)], [("batch", 5)]]
+
+
+def test_a_group_encodes_as_one_batches_message_with_every_value() -> None:
+    group = _seq([{"type": "batch", "ts": 5.0 + i, "epoch": 3, "batch": 4 + i, "progress": (5 + i) / 10,
+                   "logs": {"loss": np.float32(0.5) if i else float("nan"), "f1": np.array([0.1, 0.2])}}
+                  for i in range(3)])
+    head = {"run_id": "r", "model_key": "k", "owner": "ann"}
+    message = decode(encode_batches(head, group), ProgressMessage)
+    assert isinstance(message, Batches)
+    assert (message.epoch, message.first, message.count, message.seq, message.ts) == (3, 4, 3, 1, 7.0)
+    assert set(message.logs) == {"loss"}  # per-class arrays are left out, as on every other event
+    [first, *rest] = unpack(message)
+    assert math.isnan(first.logs["loss"]) and [b.logs["loss"] for b in rest] == [0.5, 0.5]
+    assert [b.batch for b in unpack(message)] == [4, 5, 6] and message.progress == 0.7
 
 
 def test_numbers_keeps_scalars_and_drops_arrays() -> None:
