@@ -230,15 +230,19 @@ def _outbox_left(data_dir: Path) -> int:
 
 
 def run(n_runs: int, seconds: float, drivers: int, watcher_procs: int, batch_rate: float,
-        epoch_seconds: float, session: str = "", data_dir_per_run: bool = False) -> None:
-    from bench.bench_webhook import _server, _sqlite, _token_and_model
+        epoch_seconds: float, session: str = "", data_dir_per_run: bool = False, server_threads: int = 0,
+        store_class: str = "") -> dict[str, float]:
+    """One round; prints its report and returns its headline figures (ms; counts)."""
+    from bench.bench_webhook import SERVER_THREADS, _server, _sqlite, _token_and_model
+
+    server_threads = server_threads or SERVER_THREADS
 
     steps = max(1, round(batch_rate * epoch_seconds))
     epochs = max(1, round(seconds / epoch_seconds))
     ctx = multiprocessing.get_context("spawn")
     timings = Path(tempfile.mkdtemp(prefix="fitwire-bench-scale-timings-")) / "in_app.txt"
     with tempfile.TemporaryDirectory(prefix="fitwire-bench-scale-") as tmp, _sqlite() as store_url, \
-            _server(store_url, timings) as base:
+            _server(store_url, timings, server_threads, store_class) as base:
         token, model_key = _token_and_model(store_url, base)
         run_ids = [uuid.uuid4().hex for _ in range(n_runs)]
         results = ctx.Queue()
@@ -279,14 +283,16 @@ def run(n_runs: int, seconds: float, drivers: int, watcher_procs: int, batch_rat
         stored_epochs, status = _stored(base, token, run_ids)
         data = Path(tmp) / "data"
         left = sum(_outbox_left(d) for d in ([data / rid for rid in run_ids] if data_dir_per_run else [data]))
-    in_app = [float(x) * 1000 for x in timings.read_text().split()] if timings.exists() else []
-    _report(n_runs, epochs, steps, batch_rate, wall, outs, stored_epochs, status, left, cpu, drivers,
-            watcher_procs, in_app)
+    in_app = ([json.loads(line) for line in timings.read_text().splitlines() if line.strip()]
+              if timings.exists() else [])
+    return _report(n_runs, epochs, steps, batch_rate, wall, outs, stored_epochs, status, left, cpu, drivers,
+                   watcher_procs, in_app, server_threads)
 
 
 def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float, outs: list[dict[str, Any]],
             stored_epochs: dict[str, int], status: dict[str, str], left: int, cpu: dict[str, float],
-            drivers: int, watcher_procs: int, in_app: list[float]) -> None:
+            drivers: int, watcher_procs: int, in_app: list[dict[str, float]],
+            server_threads: int) -> dict[str, float]:
     runs = [r for o in outs if o["role"] == "driver" for r in o["runs"]]
     posts = [x * 1000 for o in outs if o["role"] == "driver" for x in o["posts"]]
     watched: dict[str, list[int]] = {}
@@ -329,16 +335,68 @@ def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float
               f"({len(posts) / records:.1f}×), p50 {percentile(posts, 50):.0f} ms, "
               f"p99 {percentile(posts, 99):.0f} ms (target p99 < 100 ms)", flush=True)
     if in_app:
-        from bench.bench_webhook import SERVER_THREADS
-
-        print(f"    of which inside the webhook's app (the rest: waiting for one of its {SERVER_THREADS} waitress "
-              f"threads, and the network): p50 {percentile(in_app, 50):.0f} ms, "
-              f"p99 {percentile(in_app, 99):.0f} ms", flush=True)
+        _report_server(in_app, server_threads)
+    summary = {"stored": float(stored_total), "published": float(published), "watched": float(watched_total),
+               "left": float(left)}
+    for name, values in (("post", posts), ("batch_lat", batch_lat), ("epoch_lat", epoch_lat),
+                         *((part, [r.get(part, 0.0) * 1000 for r in in_app]) for part, _ in SERVER_PARTS)):
+        if values:
+            summary[f"{name}_p50"], summary[f"{name}_p99"] = percentile(values, 50), percentile(values, 99)
     drivers_cpu = sum(o["cpu"] for o in outs if o["role"] == "driver")
     watchers_cpu = sum(o["cpu"] for o in outs if o["role"] == "watcher")
     print("  CPU, seconds (and cores busy on average over the run):", flush=True)
     for name, seconds in (("runs (driver processes)", drivers_cpu), ("watchers", watchers_cpu), *cpu.items()):
         print(f"    {name:28s} {seconds:7.1f} s  ({seconds / wall:.2f} cores)", flush=True)
+    return summary
+
+
+SERVER_PARTS = (
+    ("queue", "waiting for a waitress thread"),
+    ("app", "inside the app"),
+    ("cpu", "the app's own CPU"),
+    ("auth", "token lookup"),
+    ("lock_wait", "waiting for the writer lock"),
+    ("lock_held", "the write transaction"),
+)
+
+
+def _report_server(records: list[dict[str, float]], threads: int) -> None:
+    """The webhook's side of each POST: where its time went (``bench._timed_webhook``), and the slowest 1%'s."""
+    print(f"    the webhook's side ({threads} waitress threads), ms (the rest of the client's time: the network "
+          "and the client's own process getting the CPU back):", flush=True)
+    slow = sorted(records, key=lambda r: r.get("queue", 0.0) + r["app"])[-max(1, len(records) // 100):]
+    for part, label in SERVER_PARTS:
+        values = [r.get(part, 0.0) * 1000 for r in records]
+        tail = sum(r.get(part, 0.0) for r in slow) * 1000 / len(slow)
+        print(f"      {label:30s} p50 {percentile(values, 50):6.1f}  p99 {percentile(values, 99):6.1f}  "
+              f"max {max(values):6.0f}  (mean in the slowest 1%: {tail:6.1f})", flush=True)
+
+
+def _webhook_variant(text: str) -> tuple[str, int, str]:
+    """``LABEL=THREADS[,FILE.py:CLASS]`` → (label, waitress threads, store class spec)."""
+    label, sep, rest = text.partition("=")
+    threads, _, store_class = rest.partition(",")
+    if not sep or not label or not threads.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LABEL=THREADS[,FILE.py:CLASS]")
+    return label, int(threads), store_class
+
+
+def _compare(rows: list[tuple[str, dict[str, float]]]) -> None:
+    """The rounds side by side: each variant's medians over its rounds."""
+    import statistics
+
+    print("\nSide by side (median over each variant's rounds; ms):", flush=True)
+    columns = (("POST p50", "post_p50"), ("POST p99", "post_p99"), ("queue p99", "queue_p99"),
+               ("app p99", "app_p99"), ("lock wait p99", "lock_wait_p99"), ("write p99", "lock_held_p99"),
+               ("auth p99", "auth_p99"), ("watch p99", "batch_lat_p99"), ("stored", "stored"))
+    print(f"  {'variant':18s}" + "".join(f"{title:>14s}" for title, _ in columns), flush=True)
+    for label in dict.fromkeys(label for label, _ in rows):
+        mine = [summary for name, summary in rows if name == label]
+        cells = []
+        for _, key in columns:
+            values = [m[key] for m in mine if key in m]
+            cells.append(f"{statistics.median(values):14.0f}" if values else f"{'—':>14s}")
+        print(f"  {label:18s}" + "".join(cells) + f"   ({len(mine)} rounds)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -352,6 +410,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smoke: 10 runs for 8 s")
     parser.add_argument("--data-dir-per-run", action="store_true",
                         help="each run its own data dir (so its own outbox), unlike runs on one host")
+    parser.add_argument("--server-threads", type=int, default=0,
+                        help="waitress threads of the webhook [default: fitwire webhook serve's]")
+    parser.add_argument("--webhook", action="append", type=_webhook_variant, default=[],
+                        metavar="LABEL=THREADS[,FILE.py:CLASS]",
+                        help="a webhook variant (waitress threads, and a store class from a file outside the repo); "
+                             "repeat to compare, the variants alternating round by round")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of each --webhook variant")
     parser.add_argument("--session", default="", metavar="FILE.py:CLASS",
                         help="a RunSession subclass from a file outside the repo (a prototype)")
     args = parser.parse_args(argv if argv is not None else ["--quick"])
@@ -360,8 +425,16 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("fitwire").setLevel(logging.ERROR)
     require_broker()
     os.environ.setdefault("FITWIRE_AMQP_URL", amqp_url())  # the webhook announces it to the runs
-    run(args.runs, args.seconds, args.drivers, args.watcher_processes, args.batch_rate, args.epoch_seconds,
-        args.session, args.data_dir_per_run)
+    variants = args.webhook or [("", args.server_threads, "")]
+    rows: list[tuple[str, dict[str, float]]] = []
+    for round_no in range(args.rounds):
+        for label, threads, store_class in variants:
+            if label:
+                print(f"\n=== {label} (round {round_no + 1}/{args.rounds}) ===", flush=True)
+            rows.append((label, run(args.runs, args.seconds, args.drivers, args.watcher_processes, args.batch_rate,
+                                    args.epoch_seconds, args.session, args.data_dir_per_run, threads, store_class)))
+    if len(variants) > 1 or args.rounds > 1:
+        _compare(rows)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,8 @@ def _postgres() -> Iterator[str]:
 
 
 @contextmanager
-def _server(store_url: str, timings: Path | None = None) -> Iterator[str]:
+def _server(store_url: str, timings: Path | None = None, threads: int = SERVER_THREADS,
+            store_class: str = "") -> Iterator[str]:
     """``fitwire webhook serve`` on ``store_url`` in a subprocess; its base URL.
 
     With ``timings``, the same app under ``bench._timed_webhook``, which writes each
@@ -82,9 +83,11 @@ def _server(store_url: str, timings: Path | None = None) -> Iterator[str]:
     """
     port = _free_port()
     env = {**os.environ, "FITWIRE_STORE": store_url, "FITWIRE_WEBHOOK_URL": f"http://127.0.0.1:{port}"}
-    command = ([sys.executable, "-m", "bench._timed_webhook", "serve", str(timings), str(SERVER_THREADS)]
+    if store_class:  # only the timed server takes one (bench._timed_webhook)
+        env["FITWIRE_BENCH_STORE"] = store_class
+    command = ([sys.executable, "-m", "bench._timed_webhook", "serve", str(timings), str(threads)]
                if timings else [str(Path(sys.executable).with_name("fitwire")), "webhook", "serve",
-                                "--threads", str(SERVER_THREADS)])
+                                "--threads", str(threads)])
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=Path(__file__).parents[1])
     base = f"http://127.0.0.1:{port}"

@@ -12,11 +12,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 import pika
 import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
 
 from fitwire.broker.errors import BrokerAccessRefused, BrokerError, BrokerUnavailable
+from fitwire.broker.topology import Topology, declare
 
 log = logging.getLogger(__name__)
 
@@ -126,3 +129,73 @@ def redact(url: str) -> str:
     params = pika.URLParameters(url)
     user = params.credentials.username if isinstance(params.credentials, pika.PlainCredentials) else ""
     return f"amqp://{user}:***@{params.host}:{params.port}/"
+
+
+NOT_FOUND = 404
+ACCESS_REFUSED = 403
+
+
+def use_topology(connection: pika.BlockingConnection, topology: Topology) -> BlockingChannel:
+    """A channel on which ``topology``'s exchanges and queues exist: checked passively, declared if missing.
+
+    Every client (Tracker, watcher, signal sender) goes through here. On a broker whose
+    logins the webhook checks, users may not configure the shared exchanges (RabbitMQ's
+    configure permission is declare *and* delete), so they only check them passively; the
+    webhook declared them at start. On a permissive developer broker nobody prepared,
+    the first client declares them (issue 9: everything works on a fresh vhost). A passive
+    check that fails closes its channel, so the declaring happens on a fresh one.
+
+    Raises:
+        BrokerAccessRefused: something is missing and this login may not declare it.
+        pika.exceptions.AMQPError: anything else (callers translate with :func:`translate_errors`).
+    """
+    channel = connection.channel()
+    try:
+        for exchange in topology.exchanges:
+            channel.exchange_declare(exchange=exchange.name, passive=True)
+        for queue in topology.queues:
+            channel.queue_declare(queue=queue.name, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code != NOT_FOUND:
+            raise
+        missing = exc.reply_text
+    else:
+        return channel
+    channel = connection.channel()
+    try:
+        declare(channel, topology)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == ACCESS_REFUSED:
+            raise BrokerAccessRefused(
+                f"the broker lacks fitwire's shared topology ({missing}) and this login may not declare it; "
+                "the fitwire server declares it when it starts: is it running against this broker?"
+            ) from None
+        raise
+    return channel
+
+
+def login_name(url: str) -> str:
+    """The username a connection to ``url`` logs in with (pika's default ``guest`` when the URL has none)."""
+    username = urlsplit(url).username
+    return unquote(username) if username else "guest"
+
+
+def choose_broker_url(announced: str | None, *named: str | None, username: str | None = None,
+                      token: str | None = None) -> str | None:
+    """The broker URL a client uses, from what the server announced and what the user named.
+
+    A login the server announced for this very client wins: its username is the session's
+    user (``amqp://<username>:<token>@…``), or its password is the token the client asked
+    with (a job's ``job.<id>`` login). On a broker whose logins the webhook checks it is the
+    only login that may touch the client's runs, so a ``FITWIRE_AMQP_URL`` left in the
+    environment must not replace it. Otherwise (a shared developer login, or no answer) the
+    first URL the user named wins (in the order given: an explicit argument, then
+    ``FITWIRE_AMQP_URL``), then the announced one; None when there is none at all.
+    """
+    if announced:
+        parts = urlsplit(announced)
+        login = unquote(parts.username) if parts.username else None
+        secret = unquote(parts.password) if parts.password else None
+        if (username and login == username) or (token and secret == token):
+            return announced
+    return next((url for url in named if url), None) or announced or None

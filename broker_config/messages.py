@@ -198,6 +198,17 @@ ProgressMessage = Annotated[
 # --- fitwire.signals --------------------------------------------------------------
 
 
+MAX_LEARNING_RATE = 10.0
+"""set_lr refuses anything above: no optimizer trains with it, and 1e6 only turns the loss to NaN."""
+
+
+def learning_rate_problem(value: float | None) -> str | None:
+    """Why ``value`` is not a learning rate set_lr accepts, or None; the Tracker and the CLI both ask."""
+    if value is None or not math.isfinite(value) or not 0 < value <= MAX_LEARNING_RATE:
+        return f"set_lr needs a finite learning rate above 0 and at most {MAX_LEARNING_RATE:g}"
+    return None
+
+
 class Signal(Message):
     """A remote command to a run (``run_id``) or to every running run of a model (``run_id=None``)."""
 
@@ -297,6 +308,24 @@ def encode(message: Message) -> bytes:
     return message.model_dump_json().encode()
 
 
+class UnsupportedVersion(DecodeError):
+    """A message of a wire-contract version this build does not speak (``version``: its ``v``)."""
+
+    def __init__(self, version: object) -> None:
+        self.version = version
+        super().__init__(f"the sender speaks wire contract v{version}; this side speaks {spoken_versions()}")
+
+
+def older_version(version: object) -> bool:
+    """True when ``version`` is a wire contract older than every one this build speaks."""
+    return isinstance(version, int) and not isinstance(version, bool) and version < min(SUPPORTED_VERSIONS)
+
+
+def spoken_versions() -> str:
+    """The wire-contract versions this build speaks, as a reader sees them (``v2``)."""
+    return ", ".join(f"v{v}" for v in SUPPORTED_VERSIONS)
+
+
 def _version_of(body: bytes | str) -> object:
     """The ``v`` of a body that failed validation, to tell a newer sender from garbage."""
     try:
@@ -323,18 +352,14 @@ def decode(body: bytes | str, expected: type[M] | Any = AnyMessage) -> M:
     except ValidationError as exc:
         version = _version_of(body)
         if version is not None and version not in SUPPORTED_VERSIONS:
-            raise DecodeError(
-                f"unsupported schema version {version}; this build speaks {list(SUPPORTED_VERSIONS)}"
-            ) from None
+            raise UnsupportedVersion(version) from None
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise DecodeError(f"not a valid message ({where}: {first['msg']})") from None
     except (TypeError, ValueError, RecursionError) as exc:
         raise DecodeError(f"not a valid message ({exc})") from None
     if message.v not in SUPPORTED_VERSIONS:
-        raise DecodeError(
-            f"unsupported schema version {message.v}; this build speaks {list(SUPPORTED_VERSIONS)}"
-        )
+        raise UnsupportedVersion(message.v)
     return message  # type: ignore[no-any-return,return-value]
 
 

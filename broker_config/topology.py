@@ -11,8 +11,8 @@ agreement).
 Routing keys:
 
 * ``fitwire.progress``  ``<owner>.<model_key>.<run_id>`` — one queue per watcher.
-* ``fitwire.signals``   ``<model_key>.<run_id>`` or ``<model_key>.any`` — one queue per run
-  (moving to owner-first ``<owner>.<model_key>.…``: ``owner_signal_key``).
+* ``fitwire.signals``   ``<owner>.<model_key>.<run_id>`` or ``<owner>.<model_key>.any`` — one queue
+  per run, ``signals.<owner>.<run_id>``.
 * ``fitwire.jobs``      ``<pool>`` — one durable quorum queue per pool.
 * ``fitwire.telemetry`` ``node.<node_id>`` — one queue per watcher.
 * ``fitwire.rpc``       ``predict.<pool>`` — one durable queue per pool.
@@ -24,10 +24,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-PROTOCOL_VERSION = 1
-"""Version of the wire contract; every message carries it as ``v``."""
+PROTOCOL_VERSION = 2
+"""Version of the wire contract; every message carries it as ``v``.
 
-SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+2: signals are routed owner-first (``<owner>.<model_key>.…``, queue ``signals.<owner>.<run_id>``)
+and their sender is the broker-validated ``user_id``. A v1 Tracker would never receive a v2
+STOP, so v1 is not spoken at all: an old client is refused with one sentence, not ignored.
+"""
+
+SUPPORTED_VERSIONS: tuple[int, ...] = (2,)
 
 DEFAULT_POOLS: tuple[str, ...] = ("default",)
 
@@ -118,10 +123,6 @@ def watcher_queue_arguments() -> dict[str, Any]:
     }
 
 
-def signal_queue_name(run_id: str) -> str:
-    return f"signals.{run_id}"
-
-
 def signal_queue_arguments() -> dict[str, Any]:
     return {"x-message-ttl": SIGNAL_TTL_MS, "x-max-length": 1_000, "x-overflow": "drop-head"}
 
@@ -130,17 +131,29 @@ def progress_key(owner: str, model_key: str, run_id: str) -> str:
     return f"{owner}.{model_key}.{run_id}"
 
 
-def signal_keys(model_key: str, run_id: str) -> tuple[str, str]:
-    """Binding keys of a run's signal queue: the run itself and its whole model."""
-    return (f"{model_key}.{run_id}", f"{model_key}.{ANY_RUN}")
-
-
 def telemetry_key(node_id: str) -> str:
     return f"node.{node_id}"
 
 
-# Owner-first names (issue 11): the broker's topic and resource checks read the owner off the
-# first word, so a user can be confined to their own keys and queues. The clients move to these.
+NODE_PREFIX = "node."
+"""Agents log in to the broker as ``node.<node id>`` with their node token."""
+JOB_PREFIX = "job."
+"""A running job's child (its Tracker) logs in as ``job.<job id>`` with its job token."""
+# Fitwire usernames cannot contain a dot, so no user can take these names.
+
+
+def node_username(node_id: str) -> str:
+    """The broker login of an agent."""
+    return f"{NODE_PREFIX}{node_id}"
+
+
+def job_username(job_id: str) -> str:
+    """The broker login of a running job's child."""
+    return f"{JOB_PREFIX}{job_id}"
+
+
+# Owner-first names: the broker's topic and resource checks read the owner off the first word,
+# so a user can be confined to their own keys and queues.
 
 
 def owner_signal_queue_name(owner: str, run_id: str) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import requests
 
 from fitwire import credentials
-from fitwire.broker.connection import redact
+from fitwire.broker.connection import choose_broker_url, redact
 from fitwire.callback import _notices
 from fitwire.settings import Settings
 
@@ -35,17 +35,22 @@ def resolve(
     webhook_url: str,
     amqp_url: str | None,
     notices: _notices.Notices,
+    owner: str | None = None,
 ) -> Identity:
     """Ask the webhook who the token belongs to and where its broker is; never raises.
 
-    Precedence of the broker URL: the explicit ``amqp_url`` argument, then
-    ``FITWIRE_AMQP_URL`` in the environment, then the webhook's answer, then
-    the one it announced at ``fitwire login`` (see :func:`offline_broker`). The
-    owner is the webhook's username, else the saved login's, else
-    ``"anonymous"``: when the webhook is unreachable, live progress still flows.
+    Precedence of the broker URL (:func:`fitwire.broker.connection.choose_broker_url`):
+    a login the webhook announces for this very client (``amqp://<user>:<token>@…``,
+    or a job's ``job.<id>`` login with its job token) first, since on a broker whose
+    logins the webhook checks no other login may publish this user's runs; then the
+    explicit ``amqp_url`` argument, then ``FITWIRE_AMQP_URL``, then a shared login the
+    webhook announced; when the webhook cannot say, the same order over what it
+    announced at ``fitwire login`` (see :func:`offline_broker`). The owner is the
+    webhook's username, else ``owner`` (an agent's job in local mode: the job's owner), else the
+    saved login's, else ``"anonymous"``: when the webhook is unreachable, live progress still flows.
     """
     saved = credentials.load(settings)
-    owner = saved.username if saved else ANONYMOUS
+    owner = owner or (saved.username if saved else ANONYMOUS)
     learned_amqp: str | None = None
     if token:
         try:
@@ -82,34 +87,41 @@ def resolve(
             "no fitwire token (Tracker(token=…), FITWIRE_TOKEN or `fitwire login`): "
             "live progress only, this run is not stored.",
         )
-    chosen = _chosen_broker(amqp_url)
-    url = chosen or learned_amqp or offline_broker(settings, webhook_url, None)[0]
+    url = choose_broker_url(learned_amqp, amqp_url, _named_in_env(), username=owner, token=token) \
+        if learned_amqp else None
+    if url is None:
+        url = offline_broker(settings, webhook_url, amqp_url)[0]
     return Identity(owner=owner, amqp_url=url, webhook_url=webhook_url, token=token)
 
 
-def _chosen_broker(amqp_url: str | None) -> str | None:
-    """The broker the user named (argument, then ``FITWIRE_AMQP_URL``), which beats any announced one."""
-    return amqp_url or os.environ.get(Settings.env_name("amqp_url")) or None
+def _named_in_env() -> str | None:
+    return os.environ.get(Settings.env_name("amqp_url")) or None
 
 
 def offline_broker(settings: Settings, webhook_url: str, amqp_url: str | None) -> tuple[str, str]:
     """The broker a run uses when its webhook cannot say, and the clause its warning line adds.
 
-    Without a broker named by the user, that is the one the webhook announced
-    at ``fitwire login`` (saved in the login file, for that same server); with
-    none remembered, ``settings.amqp_url``, and the clause says so: live
-    progress may then go where no watcher and no STOP of that server can reach.
+    The same precedence as with an answer, over what the webhook announced at
+    ``fitwire login`` (saved in the login file, for that same server): that
+    login when it is the user's own, else the broker the user named (argument,
+    ``FITWIRE_AMQP_URL``), else the remembered shared one; with none at all,
+    ``settings.amqp_url``, and the clause says so: live progress may then go
+    where no watcher and no STOP of that server can reach.
     """
-    chosen = _chosen_broker(amqp_url)
-    if chosen:
-        return chosen, ""
     saved = credentials.load(settings)
+    remembered = None
     if saved and saved.amqp_url and saved.server.rstrip("/") == webhook_url.rstrip("/"):
-        return saved.amqp_url, f"live progress goes to {redact(saved.amqp_url)}, the broker it announced at login"
-    return settings.amqp_url, (
-        f"no broker URL remembered from a `fitwire login` to it, so live progress tries "
-        f"{redact(settings.amqp_url)} (set FITWIRE_AMQP_URL to the right one)"
-    )
+        remembered = saved.amqp_url
+    url = choose_broker_url(remembered, amqp_url, _named_in_env(), username=saved.username if saved else None,
+                            token=saved.token if saved else None)
+    if url is None:
+        return settings.amqp_url, (
+            f"no broker URL remembered from a `fitwire login` to it, so live progress tries "
+            f"{redact(settings.amqp_url)} (set FITWIRE_AMQP_URL to the right one)"
+        )
+    if url == remembered:
+        return url, f"live progress goes to {redact(url)}, the broker it announced at login"
+    return url, ""
 
 
 def _parse_session(resp: requests.Response, fallback_owner: str) -> tuple[str, str | None]:

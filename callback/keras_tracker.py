@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
-from fitwire.broker.messages import Signal
+from fitwire.broker.messages import Signal, learning_rate_problem
 from fitwire.callback.session import DEFAULT_MAX_BATCHES_PER_SECOND, RunSession
 from fitwire.callback.transport import FLUSH_S
 from fitwire.settings import Settings
@@ -41,7 +40,8 @@ class Tracker(_Base):  # type: ignore[misc]
         token: API token; default ``FITWIRE_TOKEN`` or the ``fitwire login`` file.
         run_id: a fixed run id, so a resumed job continues the same run.
         webhook_url: default ``FITWIRE_WEBHOOK_URL`` or the login file's server.
-        amqp_url: overrides the broker URL the webhook announces.
+        amqp_url: the broker, unless the webhook announces a login of this client's own (that wins);
+            it beats FITWIRE_AMQP_URL and a shared login the webhook announces.
         checkpoint_path: where a ``checkpoint`` signal (and a STOP) saves the
             model: ``*.keras`` (whole model) or ``*.weights.h5``; may contain
             ``{epoch}`` and ``{run_id}``.
@@ -52,6 +52,8 @@ class Tracker(_Base):  # type: ignore[misc]
             0.05); faster batches travel together in one message.
         outbox_wait: seconds the end of ``fit`` may wait for the webhook.
         settings: default ``Settings.from_env()``.
+        owner: the username the run's routing keys start with when no webhook answers for the
+            token (default: the saved login's, else ``anonymous``); the webhook's answer wins.
 
     Example:
         ```python
@@ -77,6 +79,7 @@ class Tracker(_Base):  # type: ignore[misc]
         outbox_wait: float | None = None,
         flush_interval: float = FLUSH_S,
         settings: Settings | None = None,
+        owner: str | None = None,
     ) -> None:
         super().__init__()
         if not model_key or not isinstance(model_key, str):
@@ -86,7 +89,7 @@ class Tracker(_Base):  # type: ignore[misc]
         self._options: dict[str, Any] = dict(
             token=token, run_id=run_id, webhook_url=webhook_url, amqp_url=amqp_url, settings=settings,
             every_n_batches=every_n_batches, max_batches_per_second=max_batches_per_second,
-            outbox_wait=outbox_wait, flush_interval=flush_interval,
+            outbox_wait=outbox_wait, flush_interval=flush_interval, owner=owner,
         )
         RunSession(model_key, **self._options)  # fail on bad options now, not in the middle of fit
         self.session: RunSession | None = None
@@ -219,8 +222,9 @@ class Tracker(_Base):  # type: ignore[misc]
             session.ack(signal, ok, detail)
 
     def _set_lr(self, value: float | None) -> tuple[bool, str]:
-        if value is None or not math.isfinite(value) or value <= 0:
-            return False, "set_lr needs a positive, finite value"
+        problem = learning_rate_problem(value)
+        if problem is not None or value is None:
+            return False, problem or "set_lr needs a value"
         optimizer = getattr(self._model, "optimizer", None)
         if optimizer is None:
             return False, "the model has no optimizer"

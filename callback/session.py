@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 from fitwire import credentials
 from fitwire.broker.messages import (
+    MAX_NAME_CHARS,
     MAX_TEXT_CHARS,
     EpochEnd,
     Signal,
@@ -73,6 +74,11 @@ the webhook and the broker do; the README states the same bound."""
 
 Status = Literal["completed", "stopped", "failed"]
 
+UNAUTHENTICATED_SIGNAL = (
+    "unauthenticated signal: it carries no user_id, so nobody vouches for its sender "
+    "(fitwire stop/lr set it; RabbitMQ checks it against the sender's login)"
+)
+
 _OPEN: weakref.WeakSet[RunSession] = weakref.WeakSet()
 
 
@@ -84,7 +90,8 @@ class RunSession:
         token: API token; default ``FITWIRE_TOKEN`` or the ``fitwire login`` file.
         run_id: a fixed run id (a resumed job continues its run); default a fresh id.
         webhook_url: default ``FITWIRE_WEBHOOK_URL`` or the login file's server.
-        amqp_url: overrides the broker URL the webhook announces.
+        amqp_url: the broker, unless the webhook announces a login of this client's own (that wins);
+            it beats FITWIRE_AMQP_URL and a shared login the webhook announces.
         settings: default ``Settings.from_env()``.
         every_n_batches: publish only every n-th batch.
         max_batches_per_second: publish at most this many batch events a second
@@ -94,6 +101,8 @@ class RunSession:
         outbox_wait: seconds ``end`` may wait for the webhook (default ``settings.outbox_wait``).
         on_stop: called on the transport thread when a STOP arrives, before
             ``stop_requested`` turns True; returns what it did (for the ack).
+        owner: the username the run's routing keys start with when no webhook answers for the
+            token (default: the saved login's, else ``anonymous``); the webhook's answer wins.
     """
 
     def __init__(
@@ -110,6 +119,7 @@ class RunSession:
         outbox_wait: float | None = None,
         flush_interval: float = FLUSH_S,
         on_stop: Callable[[Signal], str] | None = None,
+        owner: str | None = None,
     ) -> None:
         if not model_key or not isinstance(model_key, str):
             raise ValueError("model_key must be a non-empty string (the key `fitwire models create` printed)")
@@ -129,6 +139,7 @@ class RunSession:
         self._min_interval = 1.0 / max_batches_per_second if max_batches_per_second else 0.0
         self._outbox_wait = self.settings.outbox_wait if outbox_wait is None else outbox_wait
         self._on_stop = on_stop
+        self._owner = owner
         self.notices = _notices.Notices()
         self._events = EventQueue(flush_after=flush_interval)
         self._transport: Transport | None = None
@@ -355,12 +366,22 @@ class RunSession:
         self._events.put({"type": "signal_ack", "ts": time.time(), "signal_id": signal.id,
                           "action": signal.action, "ok": ok, "detail": detail})
 
-    def _deliver(self, signal: Signal) -> None:
-        """Called on the transport thread for every signal that reached this run's queue."""
+    def _deliver(self, signal: Signal, sender: str | None) -> None:
+        """Called on the transport thread for every signal that reached this run's queue.
+
+        ``sender`` is the broker-validated ``user_id`` of the message; a signal without one
+        is answered as refused, since nobody vouches for who sent it. The body's own
+        ``sender`` is replaced by it, so what the run records is never the sender's claim.
+        """
         if signal.model_key != self.model_key or signal.run_id not in (None, self.run_id):
             # Not addressed to this run: its answer belongs to the other run, not here.
             log.debug("ignoring signal %s for %s/%s", signal.id, signal.model_key, signal.run_id)
             return
+        if sender is None:
+            log.debug("refusing signal %s: it carries no user_id", signal.id)
+            self._ack(signal, False, UNAUTHENTICATED_SIGNAL)
+            return
+        signal = signal.model_copy(update={"sender": cut_text(sender, MAX_NAME_CHARS)})
         with self._lock:
             if self._ended:
                 return
@@ -387,7 +408,7 @@ class RunSession:
 
     def _resolve_identity(self) -> identity.Identity:
         return identity.resolve(self.settings, token=self._token, webhook_url=self._webhook_url,
-                                amqp_url=self._amqp_url, notices=self.notices)
+                                amqp_url=self._amqp_url, notices=self.notices, owner=self._owner)
 
     def _store(self, model: type[TrainBegin] | type[EpochEnd] | type[TrainEnd], event: dict[str, Any],
                epoch: int) -> None:

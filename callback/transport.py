@@ -21,7 +21,7 @@ import pika
 import pika.exceptions
 
 from fitwire.broker import topology
-from fitwire.broker.connection import Backoff, parameters, redact, translate_errors
+from fitwire.broker.connection import Backoff, parameters, redact, translate_errors, use_topology
 from fitwire.broker.errors import BrokerAccessRefused, BrokerError, DecodeError
 from fitwire.broker.messages import (
     EpochBegin,
@@ -224,10 +224,11 @@ class Transport(threading.Thread):
 
     Args:
         model_key: the run's model key.
-        run_id: the run id (signal queue ``signals.<run_id>``).
+        run_id: the run id (signal queue ``signals.<owner>.<run_id>``).
         events: the hand-off queue the training thread fills.
         resolve_identity: called once on this thread (it may do HTTP).
-        on_signal: called on this thread with every decoded signal.
+        on_signal: called on this thread with every decoded signal and its sender: the
+            broker-validated ``user_id`` of the message, None when it carries none.
         notices: one warning per condition.
     """
 
@@ -238,7 +239,7 @@ class Transport(threading.Thread):
         run_id: str,
         events: EventQueue,
         resolve_identity: Callable[[], Identity],
-        on_signal: Callable[[Signal], None],
+        on_signal: Callable[[Signal, str | None], None],
         notices: _notices.Notices,
     ) -> None:
         super().__init__(name=f"fitwire-transport-{run_id[:8]}", daemon=True)
@@ -318,8 +319,7 @@ class Transport(threading.Thread):
                 conn = pika.BlockingConnection(
                     parameters(url, name=f"fitwire-tracker-{self._run_id[:8]}", timeout=CONNECT_TIMEOUT_S)
                 )
-                channel = conn.channel()
-                self._declare(conn, channel)
+                channel = self._declare(conn)
         except BrokerAccessRefused as exc:
             self._notices.warn(
                 _notices.BROKER_REFUSED,
@@ -345,11 +345,16 @@ class Transport(threading.Thread):
         self.connected.set()
         return True
 
-    def _declare(self, conn: pika.BlockingConnection, channel: Any) -> None:
-        """The run's own signal queue: exclusive and auto-delete, so it dies with the run."""
-        for exchange in (topology.PROGRESS, topology.SIGNALS):
-            channel.exchange_declare(exchange=exchange.name, exchange_type=exchange.type, durable=exchange.durable)
-        queue = topology.signal_queue_name(self._run_id)
+    def _declare(self, conn: pika.BlockingConnection) -> Any:
+        """The shared exchanges (checked, else declared) and the run's own signal queue; the channel to use.
+
+        The queue is exclusive and auto-delete, so it dies with the run; it is named and bound
+        owner-first, which is what the broker lets this owner (and only them) declare and bind.
+        """
+        assert self._identity is not None
+        channel = use_topology(conn, topology.LIVE)
+        owner = self._identity.owner
+        queue = topology.owner_signal_queue_name(owner, self._run_id)
         channel.queue_declare(
             queue=queue,
             durable=False,
@@ -357,9 +362,10 @@ class Transport(threading.Thread):
             auto_delete=True,
             arguments=topology.signal_queue_arguments(),
         )
-        for key in topology.signal_keys(self._model_key, self._run_id):
+        for key in topology.owner_signal_keys(owner, self._model_key, self._run_id):
             channel.queue_bind(queue=queue, exchange=topology.SIGNALS.name, routing_key=key)
         channel.basic_consume(queue=queue, on_message_callback=self._on_message)
+        return channel
 
     def _waker(self) -> None:
         conn = self._conn
@@ -429,7 +435,7 @@ class Transport(threading.Thread):
             model(run_id=self._run_id, model_key=self._model_key, owner=self._identity.owner, **fields)
         )
 
-    def _on_message(self, channel: Any, method: Any, _props: Any, body: bytes) -> None:
+    def _on_message(self, channel: Any, method: Any, props: Any, body: bytes) -> None:
         try:
             signal = decode(body, Signal)
         except DecodeError as exc:
@@ -437,8 +443,11 @@ class Transport(threading.Thread):
             channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
             return
         channel.basic_ack(delivery_tag=method.delivery_tag)
+        # RabbitMQ refuses a publish whose user_id is not the publisher's login, so this is who
+        # sent it; the body's ``sender`` is whatever the sender chose to write.
+        sender = getattr(props, "user_id", None) or None
         try:
-            self._on_signal(signal)
+            self._on_signal(signal, sender)
         except Exception:
             log.exception("fitwire: handling signal %s failed", signal.id)
 

@@ -2,9 +2,11 @@
 
 An agent authenticates to the webhook with a node token, which an admin creates
 once per machine (`fitwire nodes token NAME`, or `POST /api/v1/nodes`); pass it
-with `--token` or `FITWIRE_TOKEN`. Without a token the agent runs in local mode:
-job states and artifacts are files under the data dir, which is enough for
-agents on one machine and for tests.
+with `--token` or `FITWIRE_TOKEN`. It logs in to the broker as `node.<node id>` with
+that token, on the broker the webhook names at hello. Without a token the agent runs in
+local mode: job states and artifacts are files under the data dir, which is enough for
+agents on one machine and for tests; it runs only jobs its journal recorded (`submit`).
+Run as root, it runs job code as FITWIRE_JOB_USER (default nobody).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def start(
         token=token,
         work_dir=Path(settings.data_dir) / "agent",
         log_level=level,
+        job_user=settings.job_user,
     )
     probe = StaticGpus([fake_gpu(i, mb) for i, mb in enumerate(fake_gpu_mb)]) if fake_gpu_mb else default_probe()
     try:

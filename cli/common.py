@@ -36,7 +36,7 @@ from fitwire.broker import (
     FitwireError,
     SettingsError,
 )
-from fitwire.broker.connection import redact
+from fitwire.broker.connection import choose_broker_url, redact
 from fitwire.cli.display import clean
 from fitwire.settings import Settings
 
@@ -352,11 +352,16 @@ def api(server: str | None, token: str | None) -> Api:
 
 
 def amqp_url_for(session: dict[str, Any]) -> str:
-    """The broker URL: FITWIRE_AMQP_URL when set, else what the server told this user."""
+    """The broker URL (``choose_broker_url``): the server's login for this very user, else
+    FITWIRE_AMQP_URL when set, else what the server announced (a shared login), else the default."""
     conf = settings()
-    if os.environ.get(Settings.env_name("amqp_url")):
-        return conf.amqp_url
-    return str(session.get("amqp_url") or conf.amqp_url)
+    announced = session.get("amqp_url")
+    user = session.get("user")
+    username = user.get("username") if isinstance(user, dict) else None
+    named = conf.amqp_url if os.environ.get(Settings.env_name("amqp_url")) else None
+    chosen = choose_broker_url(announced if isinstance(announced, str) else None, named,
+                               username=username if isinstance(username, str) else None)
+    return chosen or conf.amqp_url
 
 
 def broker_unreachable(url: str) -> Unreachable:

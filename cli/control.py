@@ -16,7 +16,7 @@ import typer
 from rich.text import Text
 
 from fitwire.broker import Signal
-from fitwire.broker.messages import SignalAck, SignalAction, TrainEnd
+from fitwire.broker.messages import SignalAck, SignalAction, TrainEnd, learning_rate_problem
 from fitwire.cli import display
 from fitwire.cli.common import (
     Api,
@@ -71,13 +71,15 @@ def send(
     client = api(server, token)
     model, run_id, targets = _targets(client, ref)
     session = client.session()
-    owner = str(session["user"]["username"])
+    # Keys are the model owner's; the broker lets only that owner (and admins, to watch) use them.
+    owner = str(model.get("owner") or session["user"]["username"])
     out = io().out
-    signal = Signal(action=action, model_key=model["key"], run_id=run_id, value=value, sender=owner)
+    signal = Signal(action=action, model_key=model["key"], run_id=run_id, value=value,
+                    sender=str(session["user"]["username"]))
     with WatchQueue(amqp_url_for(session), [run_pattern(owner, model["key"], run_id)], name="fitwire-signal") as queue:
         queue.open()
         sent = time.monotonic()
-        queue.publish(signal)
+        queue.publish(signal, owner)
         names = ", ".join(t.label for t in targets)
         what = "STOP" if action == "stop" else f"{action} {value:g}" if value is not None else action
         out.print(f"Sent {what} to {names} (signal {signal.id[:8]}).", markup=False, highlight=False)
@@ -165,12 +167,15 @@ def stop(
 @reports_errors
 def lr(
     run_or_model: RefArg,
-    value: Annotated[float, typer.Argument(help="The new learning rate.", min=0)],
+    value: Annotated[float, typer.Argument(help="The new learning rate (above 0, at most 10).")],
     no_wait: NoWaitOption = False,
     timeout: TimeoutOption = 60.0,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
     """Change the learning rate of a running run (or of every running run of a model)."""
+    problem = learning_rate_problem(value)
+    if problem is not None:
+        raise typer.BadParameter(problem, param_hint="VALUE")
     send(run_or_model, "set_lr", value=value, wait_end=False, no_wait=no_wait, timeout=timeout,
          server=server, token=token)

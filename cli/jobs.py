@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fitwire.broker import JobSpec
+from fitwire.cli import display
 from fitwire.cli.common import (
     API,
     CliError,
@@ -113,7 +114,8 @@ def submit(
         print_json(record)
         return
     if record["state"] != "queued":  # e.g. unschedulable: no registered node could ever run it
-        raise CliError(f"Job {record['job_id']} is {record['state']}: {record.get('reason') or 'no reason given'}")
+        raise CliError(f"Job {record['job_id']} is {record['state']}: "
+                       f"{display.clean(record.get('reason') or 'no reason given')}")
     io().out.print(
         f"Queued job [bold]{record['job_id']}[/] on pool {record['pool']} (run {record['run_id']}).\n"
         f"Follow it with: fitwire watch {record['run_id']}", highlight=False,
@@ -151,9 +153,11 @@ def list_(local: LocalOption = False, server: ServerOption = None, token: TokenO
                   header_style="bold")
     for r in records:
         style = STATE_STYLE.get(r["state"], "")
-        table.add_row(r["job_id"][:12], f"[{style}]{r['state']}[/]" if style else r["state"], r["model_key"],
-                      r["pool"], str(r["spec"]["epochs"]), r.get("node_id") or "", str(r["created_at"])[:16].replace("T", " "),
-                      r.get("reason") or "")
+        # remote text as Text, never markup: a reason or key may hold brackets or escape codes
+        table.add_row(display.remote(r["job_id"][:12]), display.remote(r["state"], style),
+                      display.remote(r["model_key"]), display.remote(r["pool"]), str(r["spec"]["epochs"]),
+                      display.remote(r.get("node_id") or ""), str(r["created_at"])[:16].replace("T", " "),
+                      display.remote(r.get("reason") or ""))
     io().out.print(table)
 
 
@@ -169,9 +173,10 @@ def show(job: JobArg, local: LocalOption = False, server: ServerOption = None, t
     table = Table(box=None, show_header=False)
     for key in ("job_id", "state", "reason", "model_key", "run_id", "pool", "owner", "node_id",
                 "created_at", "updated_at"):
-        table.add_row(f"[bold]{key}[/]", str(record.get(key) or ""))
+        table.add_row(Text(key, style="bold"), display.remote(record.get(key) or ""))
     for key, value in record["spec"].items():
-        table.add_row(f"[bold]spec.{key}[/]", json.dumps(value) if isinstance(value, dict) else str(value))
+        table.add_row(Text(f"spec.{display.clean(key)}", style="bold"),
+                      display.remote(json.dumps(value) if isinstance(value, dict) else value))
     io().out.print(table)
 
 

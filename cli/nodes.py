@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from fitwire.cli import display
 from fitwire.cli.common import (
     API,
     CliError,
@@ -101,8 +102,10 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
         gpus = ", ".join(f"{g['index']}: {_mb(g['memory_free_mb'])}/{_mb(g['memory_total_mb'])}"
                          for g in t.get("gpus", [])) or "CPU only"
         cpu = f"{t.get('cpu_threads', 0)} thr" + (f" {t['cpu_percent']:.0f}%" if t.get("cpu_percent") is not None else "")
-        table.add_row(n["node_id"], t.get("hostname", n.get("name", "")), ",".join(t.get("pools", [])),
-                      (t.get("job_id") or "idle")[:12], cpu, _mb(t.get("memory_available_mb")),
+        # node-reported text as Text, never markup (a hostname is whatever the node says)
+        table.add_row(display.remote(n["node_id"]), display.remote(t.get("hostname", n.get("name", ""))),
+                      display.remote(",".join(t.get("pools", []))), display.remote((t.get("job_id") or "idle")[:12]),
+                      display.remote(cpu), _mb(t.get("memory_available_mb")),
                       _mb(t.get("disk_free_mb")), gpus, _ago(n.get("last_seen")))
     return table
 
@@ -116,10 +119,10 @@ def node_view(n: dict[str, Any]) -> Group:
                          ("CPU", f"{t.get('cpu_model', '')} — {t.get('cpu_threads', 0)} threads"),
                          ("memory", f"{_mb(t.get('memory_available_mb'))} free of {_mb(t.get('memory_total_mb'))}"),
                          ("disk free", _mb(t.get("disk_free_mb"))), ("last seen", _ago(n.get("last_seen")))):
-        facts.add_row(Text(label, style="bold"), str(value))
+        facts.add_row(Text(label, style="bold"), display.remote(value))
     gpus = Table("GPU", "name", "memory used", "free", "total", "util", "temp", box=None, header_style="bold")
     for g in t.get("gpus", []):
-        gpus.add_row(str(g["index"]), g["name"], _mb(g["memory_used_mb"]), _mb(g["memory_free_mb"]),
+        gpus.add_row(str(g["index"]), display.remote(g["name"]), _mb(g["memory_used_mb"]), _mb(g["memory_free_mb"]),
                      _mb(g["memory_total_mb"]),
                      "—" if g.get("utilization_pct") is None else f"{g['utilization_pct']:.0f}%",
                      "—" if g.get("temperature_c") is None else f"{g['temperature_c']:.0f}°C")
@@ -175,3 +178,32 @@ def token(name: Annotated[str, typer.Argument(help="A name for the machine.")], 
         f"Node [bold]{created['node_id']}[/] ({name}). Its token, shown only now:\n{created['token']}\n"
         f"On that machine: FITWIRE_TOKEN=<token> fitwire agent start --pool default", highlight=False,
     )
+
+
+@app.command()
+@reports_errors
+def tokens(server: ServerOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Every node token (admins): its node, last use, when it lapses unused, and whether it is revoked."""
+    nodes = list(api(server, token).get(f"{API}/nodes")["nodes"])
+    rows = [{k: n.get(k) for k in ("node_id", "name", "last_seen", "token_expires_at", "revoked_at")} for n in nodes]
+    if as_json:
+        print_json({"tokens": rows})
+        return
+    table = Table("node", "name", "last used", "lapses", "revoked")
+    for row in rows:
+        table.add_row(*(Text(str(row[k] or "—")) for k in ("node_id", "name", "last_seen", "token_expires_at",
+                                                           "revoked_at")))
+    io().out.print(table)
+
+
+@app.command()
+@reports_errors
+def revoke(node: Annotated[str, typer.Argument(help="Node id.")], server: ServerOption = None,
+           token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Revoke a node's token (admins): its HTTP calls fail at once, its broker logins within 30 s."""
+    record = dict(api(server, token).post(f"{API}/nodes/{quote(node, safe='')}/revoke", {}))
+    if as_json:
+        print_json(record)
+        return
+    io().out.print(Text(f"Node {record['node_id']} ({record['name']}) revoked at {record['revoked_at']}; "
+                        "its agent is refused from now on (the broker within 30 s)."))

@@ -105,7 +105,9 @@ class Watcher:
         self.lost = False
         self.waiting_said = False
         self.since = time.time()
-        self.queue = WatchQueue(amqp_url, [run_pattern(owner, self.model_key)], name="fitwire-watch")
+        # The model's owner names its keys (an admin may watch someone else's model).
+        self.model_owner = str(model.get("owner") or owner)
+        self.queue = WatchQueue(amqp_url, [run_pattern(self.model_owner, self.model_key)], name="fitwire-watch")
         self.progress = Progress(
             TextColumn("{task.description}", markup=False),  # run names and metric names are remote text
             BarColumn(bar_width=30),
@@ -406,10 +408,10 @@ class Watcher:
         signal = Signal(action="stop", model_key=view.model_key, run_id=view.run_id, sender=self.owner)
         try:
             try:
-                self.queue.publish(signal)
+                self.queue.publish(signal, self.model_owner)
             except BrokerError:  # the interrupt may have hit pika mid-frame: one fresh connection
                 self.queue.open(attempts=1)
-                self.queue.publish(signal)
+                self.queue.publish(signal, self.model_owner)
         except (BrokerError, Unreachable):
             self.console.print(f"Could not send STOP to {view.label}: the broker is unreachable.", style="red",
                                markup=False)

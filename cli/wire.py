@@ -23,14 +23,14 @@ from fitwire.broker import (
     decode,
     encode,
 )
-from fitwire.broker.connection import translate_errors
+from fitwire.broker.connection import login_name, translate_errors, use_topology
 from fitwire.broker.messages import ProgressEvent, unpack
 from fitwire.broker.topology import (
-    ANY_RUN,
+    LIVE,
     PROGRESS,
     SIGNALS,
+    owner_signal_key,
     progress_key,
-    signal_keys,
     watcher_queue_arguments,
 )
 from fitwire.cli.common import broker_unreachable
@@ -44,11 +44,6 @@ CONNECT_ATTEMPTS = 2
 def run_pattern(owner: str, model_key: str, run_id: str | None = None) -> str:
     """Binding key for one run's progress, or (``run_id=None``) every run of a model."""
     return progress_key(owner, model_key, run_id or "*")
-
-
-def signal_routing_key(model_key: str, run_id: str | None) -> str:
-    """Where a signal goes: the run's own key, or the model's ``any`` key for all its running runs."""
-    return signal_keys(model_key, run_id or ANY_RUN)[0]
 
 
 class WatchQueue:
@@ -75,12 +70,8 @@ class WatchQueue:
         except BrokerUnavailable:
             raise broker_unreachable(self.amqp_url) from None
         with translate_errors():
-            channel = connection.channel()
-            # Idempotent: the first watcher on a fresh broker must not fail on a missing exchange.
-            for exchange in (PROGRESS, SIGNALS):
-                channel.exchange_declare(
-                    exchange=exchange.name, exchange_type=exchange.type, durable=exchange.durable
-                )
+            # The first watcher on a fresh developer broker must not fail on a missing exchange.
+            channel = use_topology(connection, LIVE)
             declared = channel.queue_declare(
                 queue="", exclusive=True, auto_delete=True, arguments=watcher_queue_arguments()
             )
@@ -88,6 +79,8 @@ class WatchQueue:
             for key in self.binding_keys:
                 channel.queue_bind(queue=queue, exchange=PROGRESS.name, routing_key=key)
             channel.basic_consume(queue=queue, on_message_callback=self._on_message, auto_ack=True)
+            # A signal the broker refuses (not this login's model) fails in ``publish``, not silently.
+            channel.confirm_delivery()
         self._connection, self._channel = connection, channel
 
     def _on_message(self, _ch: Any, _method: Any, _props: Any, body: bytes) -> None:
@@ -106,16 +99,21 @@ class WatchQueue:
         events, self._pending = self._pending, []
         return events
 
-    def publish(self, signal: Signal) -> None:
-        """Send ``signal`` to its run (or to every running run of its model)."""
+    def publish(self, signal: Signal, owner: str) -> None:
+        """Send ``signal`` to its run (or to every running run of its model) of ``owner``'s model.
+
+        ``user_id`` is this connection's login: RabbitMQ refuses the publish unless it is,
+        so the run can trust it as the sender (and refuses a signal without one).
+        """
         if self._channel is None:
             raise BrokerUnavailable("not connected")
         with translate_errors():
             self._channel.basic_publish(
                 exchange=SIGNALS.name,
-                routing_key=signal_routing_key(signal.model_key, signal.run_id),
+                routing_key=owner_signal_key(owner, signal.model_key, signal.run_id),
                 body=encode(signal),
-                properties=pika.BasicProperties(content_type="application/json", delivery_mode=1),
+                properties=pika.BasicProperties(content_type="application/json", delivery_mode=1,
+                                                user_id=login_name(self.amqp_url)),
             )
 
     def close(self) -> None:

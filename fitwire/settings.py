@@ -83,11 +83,41 @@ class Settings(BaseModel):
         description="What `GET /api/v1/session` hands clients for the broker: each user's own login, checked "
         "by the webhook (per-user), or FITWIRE_AMQP_URL as is, only for an unauthenticated developer broker (shared).",
     )
+    node_token_days: float = Field(
+        90.0,
+        gt=0,
+        description="Days a node token stays valid after its node was last seen (each report renews it); "
+        "an admin revokes one at once with `fitwire nodes revoke NODE`.",
+    )
+    job_user: str = Field(
+        "nobody",
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="Unprivileged user an agent running as root runs job code as (ignored when the agent is not root).",
+    )
     broker_bind: str = Field(
         "127.0.0.1",
         pattern=r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$",
         description="IPv4 address the broker node `fitwire dev broker up` starts listens on (AMQP, Web STOMP, "
         "Erlang distribution, epmd); 0.0.0.0 = every interface.",
+    )
+    cors_origins: str = Field(
+        "",
+        pattern=r"^(https?://[^\s,/]+(,https?://[^\s,/]+)*)?$",
+        description="Comma-separated browser origins (https://app.example.org) allowed to call the HTTP API "
+        "cross-origin; empty = none (the web client is served by the webhook itself).",
+    )
+    trusted_proxies: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="Reverse proxies in front of the webhook whose X-Forwarded-For/-Proto it trusts (1 behind "
+        "deploy/nginx-fitwire.conf); 0 = none, the client address is the peer's.",
+    )
+    login_address_max_failures: int = Field(
+        30,
+        ge=1,
+        description="Failed log-ins from one client address, across all usernames, before that address must wait "
+        "(the per-username limit is 5 per address and window, so a third party cannot lock a user out).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "WARNING",

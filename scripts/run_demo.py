@@ -41,7 +41,9 @@ from types import FrameType
 from typing import Any
 
 from fitwire.broker import BrokerError, connect
+from fitwire.broker.connection import login_name
 from fitwire.broker.messages import JOB_ENDED
+from fitwire.broker.node_config import WEBHOOK_USER
 from fitwire.broker.topology import job_queue
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,17 +116,25 @@ class Demo:
     # --- the stack ----------------------------------------------------------------
 
     def broker(self) -> str:
+        # The webhook's port first: a node `broker up` starts asks that URL about every login.
+        port = DEFAULT_PORT if _port_free(DEFAULT_PORT) else _free_port()
+        self.env["FITWIRE_WEBHOOK_URL"] = f"http://127.0.0.1:{port}"
         done = self.fitwire("dev", "broker", "up")
         url = done.stdout.strip().splitlines()[-1]
         self.broker_started = "started" in done.stderr
         self.env["FITWIRE_AMQP_URL"] = url
         say(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"broker at {url}")
+        if login_name(url) != WEBHOOK_USER:
+            # A broker that answered already (e.g. a system RabbitMQ with guest) does not ask the
+            # webhook about logins: everyone shares its URL (the developer mode), else the agent's
+            # `node.<id>` and the job's `job.<id>` logins would be refused there.
+            self.env["FITWIRE_BROKER_LOGINS"] = "shared"
+            say("that broker does not check logins with the webhook: the demo shares its login "
+                "(FITWIRE_BROKER_LOGINS=shared)")
         return url
 
     def serve(self) -> str:
-        port = DEFAULT_PORT if _port_free(DEFAULT_PORT) else _free_port()
-        url = f"http://127.0.0.1:{port}"
-        self.env["FITWIRE_WEBHOOK_URL"] = url
+        url = self.env["FITWIRE_WEBHOOK_URL"]
         self.fitwire("webhook", "upgrade")
         log = open(self.logs / "webhook.log", "ab")  # noqa: SIM115  (kept open for the child's life)
         # A session of its own: the terminal's Ctrl+C goes to `watch`, and we end the webhook last.

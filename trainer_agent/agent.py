@@ -27,8 +27,16 @@ from typing import Any
 import pika
 
 from fitwire.agent import placement
-from fitwire.agent.backends import TERMINAL_STATES, JobEvents, open_backends
+from fitwire.agent.backends import TERMINAL_STATES, Claim, JobEvents, open_backends
 from fitwire.agent.deadletters import handle_dead_letter
+from fitwire.agent.isolation import (
+    JobUser,
+    job_environment,
+    job_user,
+    job_workdir,
+    remove_ticket,
+    unreadable_interpreter,
+)
 from fitwire.agent.jobs import HANDBACKS_HEADER, MISFIT_LIMIT, MISFITS_HEADER, publish_job
 from fitwire.agent.telemetry import Collector, GpuProbe, default_probe
 from fitwire.broker import (
@@ -78,6 +86,8 @@ class AgentConfig:
     work_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "fitwire-agent")
     watch_dead_letters: bool = True
     log_level: str = "WARNING"
+    job_user: str = "nobody"
+    """Where the agent runs as root (and reports to a webhook), job code runs as this user."""
 
 
 @dataclass
@@ -88,6 +98,8 @@ class _Running:
     process: subprocess.Popen[bytes]
     result_path: Path
     started: float
+    ticket_path: Path
+    workdir: Path
     preempt_sent: bool = False
 
 
@@ -120,6 +132,14 @@ class Agent:
         self._next_telemetry = 0.0
         self.jobs_done = 0
         self._reporter: _TelemetryReporter | None = None
+        # local mode: the child works on the agent's own files, so it runs as the agent's user
+        self._job_user: JobUser | None = (
+            job_user(config.job_user) if config.backends.get("kind") == "http" else None)
+        closed = unreadable_interpreter() if self._job_user is not None else None
+        if closed is not None:
+            log.warning("job code runs as %s, who cannot enter %s: jobs can import only what the runner "
+                        "preloads (Keras, TensorFlow, NumPy); install fitwire where every user may read it",
+                        self._job_user.name if self._job_user else "", closed)
 
     # --- control -------------------------------------------------------------------
 
@@ -142,6 +162,8 @@ class Agent:
             answer = hello(self.collector.snapshot())
             # the node token names the node: its id is the server's, not a local guess
             self.config.node_id = self.collector.node_id = answer["node"]["node_id"]
+            if answer.get("amqp_url"):  # the webhook is the truth: our own login `node.<id>` on its broker
+                self.config.amqp_url = answer["amqp_url"]
             self._reporter = _TelemetryReporter(self.events.telemetry)  # type: ignore[attr-defined]
         while True:
             try:
@@ -280,35 +302,45 @@ class Agent:
                 self._misfit(d, job, shortfall)
             self._bid_after = time.monotonic() + self.config.placement_pause
             return
-        claimed, job_token = self.events.claim(job, self.config.node_id)
-        if not claimed:  # cancelled between the check above and now
+        # a pointer, checked: the store says whether this job exists, is queued and is ours to run,
+        # and what it is (spec, run, owner); the message's own copy is never run
+        claim = self.events.claim(job, self.config.node_id, int(d.headers.get("x-delivery-count", 0) or 0))
+        if claim is None:  # unknown to the store, ended, or claimed for this delivery already
             self.jobs.basic_ack(d.tag)
             return
-        self._running = self._spawn(job, d, chosen, job_token)
+        self._running = self._spawn(claim, d, chosen)
         self._next_telemetry = 0.0
 
-    def _spawn(self, job: Job, d: _Delivery, gpus: list[int], job_token: str | None) -> _Running:
-        workdir = self.config.work_dir / f"{job.job_id}-{uuid.uuid4().hex[:6]}"
-        workdir.mkdir(parents=True)
+    def _spawn(self, claim: Claim, d: _Delivery, gpus: list[int]) -> _Running:
+        job = claim.job
+        workdir = job_workdir(self.config.work_dir, job.job_id, self._job_user)
+        backends = dict(self.config.backends)
+        if backends.get("kind") == "http":
+            backends["token"] = claim.token  # the job token: the node token never reaches job code
         ticket = {
-            "job": json.loads(encode(job)), "agent_pid": os.getpid(),
-            "backends": dict(self.config.backends, job_token=job_token),
-            "node_id": self.config.node_id, "amqp_url": self.config.amqp_url,
-            "webhook_url": self.config.webhook_url, "token": job_token,
+            "job": json.loads(encode(job)), "agent_pid": os.getpid(), "backends": backends,
+            "node_id": self.config.node_id, "amqp_url": claim.amqp_url or self.config.amqp_url,
+            "webhook_url": self.config.webhook_url, "token": claim.token,
             "tracker": self.config.tracker, "log_level": self.config.log_level,
+            "run_as": None if self._job_user is None else [self._job_user.uid, self._job_user.gid],
         }
         ticket_path = workdir / "ticket.json"
-        ticket_path.touch(mode=0o600)  # it holds the job token
-        ticket_path.write_text(json.dumps(ticket))
-        env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(map(str, gpus)), TF_CPP_MIN_LOG_LEVEL="2")
+        # root's own 0600 file: the runner reads it before it drops to the job user
+        fd = os.open(ticket_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(ticket))
+        secrets = [t for t in (self.config.token, self.config.backends.get("token")) if t]
+        env = job_environment(os.environ, workdir, secrets, isolated=self._job_user is not None)
+        env.update(CUDA_VISIBLE_DEVICES=",".join(map(str, gpus)), TF_CPP_MIN_LOG_LEVEL="2")
         process = subprocess.Popen(
-            [sys.executable, "-m", "fitwire.agent.runner", str(workdir / "ticket.json"),
-             str(workdir / "result.json")],
+            [sys.executable, "-m", "fitwire.agent.runner", str(ticket_path), str(workdir / "result.json")],
             env=env, cwd=workdir,
             start_new_session=True,  # a Ctrl+C at the agent's terminal reaches the agent only
         )
-        log.info("job %s (run %s) started in pid %d on GPUs %s", job.job_id, job.run_id, process.pid, gpus)
-        return _Running(job, d.tag, d.headers, process, workdir / "result.json", time.monotonic())
+        log.info("job %s (run %s) started in pid %d on GPUs %s%s", job.job_id, job.run_id, process.pid, gpus,
+                 f" as {self._job_user.name}" if self._job_user else "")
+        return _Running(job, d.tag, d.headers, process, workdir / "result.json", time.monotonic(),
+                        ticket_path, workdir)
 
     def _watch_child(self) -> None:
         run = self._running
@@ -321,6 +353,7 @@ class Agent:
             result = json.loads(run.result_path.read_text())
         except (OSError, ValueError):
             result = None
+        remove_ticket(run.ticket_path, run.workdir, isolated=self._job_user is not None)
         if result is None:
             # a crash or a kill: not the job's own exception, so retry it elsewhere — the
             # broker counts the attempt and dead-letters a job that keeps doing this
@@ -388,6 +421,7 @@ class Agent:
             log.warning("killing job %s: %s", self._running.job.job_id, why)
             self._running.process.kill()
             self._running.process.wait()
+            remove_ticket(self._running.ticket_path, self._running.workdir, isolated=self._job_user is not None)
             self._running = None
 
     def _publish_telemetry(self) -> None:

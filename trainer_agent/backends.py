@@ -15,11 +15,12 @@ import json
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from fitwire.broker import Job
-from fitwire.broker.messages import JOB_ENDED as TERMINAL_STATES
+from fitwire.broker.messages import JOB_ENDED as TERMINAL_STATES  # noqa: F401 - re-exported
 from fitwire.broker.messages import JobState
 
 
@@ -30,6 +31,17 @@ def bundle_key(bundle_id: str) -> str:
 def checkpoint_key(job_id: str) -> str:
     """One checkpoint per job, overwritten at every epoch end: resume needs only the last."""
     return f"checkpoints/{job_id}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this agent may start, as the store has it: never the broker message alone."""
+
+    job: Job
+    token: str | None = None
+    """The job token for the job's child (its run, its bundle, its checkpoint); None without a webhook."""
+    amqp_url: str | None = None
+    """The broker login of the job's child; None: the agent's own broker (local mode)."""
 
 
 class JobEvents(Protocol):
@@ -43,12 +55,12 @@ class JobEvents(Protocol):
     def status(self, job_id: str) -> tuple[JobState, str | None] | None:
         """The job's state and its reason, or None when the store does not know the job."""
 
-    def claim(self, job: Job, node_id: str) -> tuple[bool, str | None]:
-        """Mark the job running on ``node_id``: ``(True, job_token)``, or ``(False, None)`` when the
-        job has ended already (cancelled while queued, or a duplicate delivery) and must be dropped.
+    def claim(self, job: Job, node_id: str, delivery: int = 0) -> Claim | None:
+        """Mark the job running on ``node_id`` for broker delivery ``delivery`` (``x-delivery-count``).
 
-        ``job_token`` is a short-lived API token of the job's owner for the job's Tracker (None
-        where no webhook is involved).
+        The :class:`Claim` carries the job as the store knows it; None when it must be dropped:
+        the store never saw that job id, it has ended (cancelled while queued), or it was
+        claimed for this delivery already (a duplicate message).
         """
 
     def epoch_end(self, job: Job, epoch: int, logs: dict[str, Any]) -> None:
@@ -172,12 +184,23 @@ class LocalJournal:
         record = self.record(job_id)
         return (record["state"], record.get("reason")) if record else None
 
-    def claim(self, job: Job, node_id: str) -> tuple[bool, str | None]:
-        known = self.status(job.job_id)
-        if known is not None and known[0] in TERMINAL_STATES:
-            return False, None
-        self.job_state(job, "running", node_id=node_id)
-        return True, None
+    def claim(self, job: Job, node_id: str, delivery: int = 0) -> Claim | None:
+        record = self.record(job.job_id)
+        if record is None:  # a job id nobody submitted here (`submit` records it queued first)
+            return None
+        state, claimed = record["state"], record.get("claimed_delivery")
+        if not (state == "queued" or (state == "running" and claimed is not None and delivery > claimed)):
+            return None
+        stored = Job.model_validate(record["job"])  # the journal's copy, not the message's
+        self.job_state(stored, "running", node_id=node_id)
+        self._update(job.job_id, claimed_delivery=delivery)
+        return Claim(stored)
+
+    def _update(self, job_id: str, **fields: Any) -> None:
+        record = self.record(job_id)
+        if record is not None:
+            record.update(fields)
+            _atomic_write(self._job_path(job_id), json.dumps(record).encode())
 
     def epoch_end(self, job: Job, epoch: int, logs: dict[str, Any]) -> None:
         path = self.root / "epochs" / f"{job.run_id}.jsonl"
@@ -216,8 +239,6 @@ def open_backends(config: dict[str, Any]) -> tuple[JobEvents, ArtifactStore]:
     if kind == "http":
         from fitwire.agent.http_backends import HttpArtifacts, HttpJobEvents
 
-        return (
-            HttpJobEvents(config["url"], config["token"], job_token=config.get("job_token")),
-            HttpArtifacts(config["url"], config["token"]),
-        )
+        # in a job's child, ``token`` is the job token: the node token never reaches job code
+        return HttpJobEvents(config["url"], config["token"]), HttpArtifacts(config["url"], config["token"])
     raise ValueError(f"unknown backend kind {kind!r}; expected 'local' or 'http'")

@@ -1,8 +1,9 @@
 """The agent's backends over the webhook's HTTP API (README, "Webhook routes the agent uses").
 
-The agent authenticates with its node token; the job's child reports epochs
-with the short-lived job token the webhook hands out when the agent claims the
-job, so epochs land in the owner's run exactly like the Tracker's own.
+The agent authenticates with its node token; the job's child uses only the job
+token the webhook hands out when the agent claims the job (the job's run, bundle
+and checkpoint; it dies when the job ends), so epochs land in the owner's run
+exactly like the Tracker's own and the node token never reaches job code.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from urllib.parse import quote
 
 import requests
 
-from fitwire.agent.backends import JobState
-from fitwire.broker import EpochEnd, FitwireError, Job, NodeTelemetry, encode
+from fitwire.agent.backends import Claim, JobState
+from fitwire.broker import EpochEnd, FitwireError, Job, JobSpec, NodeTelemetry, encode
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,6 @@ def _error(resp: requests.Response) -> WebhookError:
 class HttpJobEvents(_Client):
     """:class:`~fitwire.agent.backends.JobEvents` through ``/api/v1/jobs`` and ``/api/v1/events``."""
 
-    def __init__(self, url: str, token: str, *, job_token: str | None = None) -> None:
-        super().__init__(url, token)
-        self.job_token = job_token
-
     def job_state(self, job: Job, state: JobState, *, reason: str | None = None,
                   node_id: str | None = None) -> None:
         self.call("PUT", f"{API}/jobs/{quote(job.job_id)}/state",
@@ -94,24 +91,27 @@ class HttpJobEvents(_Client):
         body = resp.json()
         return body["state"], body.get("reason")
 
-    def claim(self, job: Job, node_id: str) -> tuple[bool, str | None]:
+    def claim(self, job: Job, node_id: str, delivery: int = 0) -> Claim | None:
         try:
-            resp = self.call("POST", f"{API}/jobs/{quote(job.job_id)}/claim", json={"node_id": node_id})
+            resp = self.call("POST", f"{API}/jobs/{quote(job.job_id)}/claim", json={"delivery": delivery})
         except WebhookError as exc:
-            if exc.code in ("INVALID_STATE", "RESOURCE_DOES_NOT_EXIST"):
+            if exc.code in ("INVALID_STATE", "RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED"):
                 log.warning("not running job %s: %s", job.job_id, exc)
-                return False, None
+                return None
             raise
         assert resp is not None
-        return True, resp.json().get("token")
+        body = resp.json()
+        stored = body["job"]
+        # the store's job, not the message's: a forged or altered message runs nothing of its own
+        trusted = Job(job_id=stored["job_id"], pool=stored["pool"], owner=stored["owner"], run_id=stored["run_id"],
+                      spec=JobSpec.model_validate(stored["spec"]))
+        return Claim(trusted, body.get("token"), body.get("amqp_url"))
 
     def epoch_end(self, job: Job, epoch: int, logs: dict[str, Any]) -> None:
-        if not self.job_token:
-            return
         event = EpochEnd(run_id=job.run_id, model_key=job.spec.model_key, owner=job.owner, epoch=epoch,
                          logs=logs)
         try:
-            self.call("POST", f"{API}/events", data=encode(event), token=self.job_token)
+            self.call("POST", f"{API}/events", data=encode(event))
         except WebhookError as exc:
             # the Tracker's outbox carries the same epoch; losing this copy only weakens the guarantee
             log.warning("could not store epoch %d of run %s: %s", epoch, job.run_id, exc)

@@ -10,6 +10,7 @@ redeliver the job, counting the attempt towards the delivery limit.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from fitwire.agent.backends import (
     open_backends,
 )
 from fitwire.agent.checkpoint import Checkpoint, make_callback, restore
+from fitwire.agent.isolation import drop_privileges
 from fitwire.broker import Job, decode
 
 log = logging.getLogger("fitwire.agent.runner")
@@ -76,6 +78,7 @@ def _tracker(job: Job, ticket: dict[str, Any]) -> Any:
             run_id=job.run_id,
             webhook_url=ticket.get("webhook_url"),
             amqp_url=ticket.get("amqp_url"),
+            owner=job.owner,  # local mode has no webhook to say whose run this is
         )
     except Exception as exc:  # a tracking problem must not cost the user the training
         log.warning("could not create the Tracker (%s); the job runs untracked", exc)
@@ -131,9 +134,29 @@ def _last_line(exc: BaseException) -> str:
     return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 
+PRELOADED = ("tensorflow", "keras", "numpy", "fitwire.callback", "zipfile", "zoneinfo", "encodings.cp437",
+             "encodings.idna")
+"""Imported as root before the drop, while their files are surely readable: where the interpreter lives
+where the job user cannot go (e.g. under /root), only what is already imported still works; the agent
+warns about such an interpreter at start (``isolation.unreadable_interpreter``)."""
+
+
+def _become_job_user(run_as: list[int]) -> None:
+    """Drop root before any of the job's code runs."""
+    for name in PRELOADED:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    drop_privileges(run_as[0], run_as[1])
+
+
 def main(argv: list[str]) -> int:
     ticket_path, result_path = Path(argv[0]), Path(argv[1])
     ticket = json.loads(ticket_path.read_text())
+    if ticket.get("run_as"):
+        _become_job_user(ticket["run_as"])
+    # after the drop: a change of credentials clears the parent-death signal
     _die_with_parent(int(ticket["agent_pid"]))
     logging.basicConfig(level=ticket.get("log_level", "WARNING"),
                         format="%(asctime)s runner %(levelname)s %(name)s: %(message)s")

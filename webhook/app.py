@@ -14,8 +14,10 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from fitwire.settings import Settings
+from fitwire.webhook import http_headers
 from fitwire.webhook.api import BLUEPRINTS, broker_auth
 from fitwire.webhook.api.common import refuse_deep_json, size_text
 from fitwire.webhook.security import LoginGuard, RateLimited
@@ -57,12 +59,41 @@ def _defaults(settings: Settings) -> dict[str, Any]:
         "JOB_POOLS": settings.pool_names,
         "UNSCHEDULABLE_AFTER": settings.unschedulable_after,
         "TOKEN_TTL_SECONDS": 30 * 24 * 3600,
+        "NODE_TOKEN_TTL_SECONDS": settings.node_token_days * 24 * 3600,
+        "DECLARE_TOPOLOGY": True,  # the shared exchanges and queues, with the webhook's own login, at start
         "INVITATION_TTL_SECONDS": 7 * 24 * 3600,
         "LOGIN_MAX_FAILURES": 5,
+        "LOGIN_ADDRESS_MAX_FAILURES": settings.login_address_max_failures,
+        "CORS_ORIGINS": frozenset(o for o in settings.cors_origins.split(",") if o),
+        "TRUSTED_PROXIES": settings.trusted_proxies,
         "LOGIN_WINDOW_SECONDS": 300,
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
         "ARTIFACT_MAX_BYTES": settings.artifact_max_bytes,
     }
+
+
+def declare_shared_topology(amqp_url: str, pools: tuple[str, ...]) -> bool:
+    """Declare every shared exchange and queue, and the declared pools' job queues; True when done.
+
+    The webhook does this with its own broker account because users may not: configure on a
+    shared exchange is also delete. A broker that is down now is not fatal (the webhook serves
+    HTTP without it, and ``POST /jobs`` declares its pool again before publishing); it is logged.
+    """
+    from fitwire.broker import BrokerError, connect, declare_all, translate_errors
+
+    try:
+        conn = connect(amqp_url, name="fitwire-webhook-topology", attempts=1)
+        try:
+            with translate_errors():
+                declare_all(conn.channel(), pools)
+        finally:
+            if conn.is_open:
+                conn.close()
+    except BrokerError as exc:
+        log.warning("could not declare the shared broker topology at start (%s); clients that need it "
+                    "will be refused until it exists", exc)
+        return False
+    return True
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -73,7 +104,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             ``STORE_URL``, ``AMQP_URL``, ``SIGNUP`` (``open``/``invite``), ``JOB_POOLS``,
             ``UNSCHEDULABLE_AFTER``,
             ``TOKEN_TTL_SECONDS``, ``INVITATION_TTL_SECONDS``,
-            ``LOGIN_MAX_FAILURES``, ``LOGIN_WINDOW_SECONDS``, ``MAX_CONTENT_LENGTH``,
+            ``LOGIN_MAX_FAILURES`` (per username and address), ``LOGIN_ADDRESS_MAX_FAILURES`` (per address,
+            any username), ``LOGIN_WINDOW_SECONDS``, ``CORS_ORIGINS``, ``TRUSTED_PROXIES``, ``MAX_CONTENT_LENGTH``,
+            ``NODE_TOKEN_TTL_SECONDS`` (a node token lapses this long after its node was last seen),
+            ``DECLARE_TOPOLOGY`` (declare the shared broker topology at start; on by default),
             ``ARTIFACT_MAX_BYTES`` (uploads of artifacts, streamed to disk).
 
     Raises:
@@ -89,12 +123,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     store: Store = app.config["STORE"] or open_store(app.config["STORE_URL"])
     app.extensions["fitwire_store"] = store
     app.extensions["fitwire_login_guard"] = LoginGuard(
-        app.config["LOGIN_MAX_FAILURES"], app.config["LOGIN_WINDOW_SECONDS"]
+        app.config["LOGIN_MAX_FAILURES"], app.config["LOGIN_WINDOW_SECONDS"],
+        max_address_failures=app.config["LOGIN_ADDRESS_MAX_FAILURES"],
     )
+    http_headers.install(app, frozenset(app.config["CORS_ORIGINS"]))
+    if app.config["TRUSTED_PROXIES"]:
+        # Behind nginx every peer is the proxy: take the client's address (the login limits are
+        # per address) and scheme from the headers the trusted proxies set, and from no one else.
+        hops = int(app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     app.register_blueprint(broker_auth.bp)  # RabbitMQ's HTTP auth backend
     app.before_request(refuse_deep_json)
+    if app.config["DECLARE_TOPOLOGY"]:
+        declare_shared_topology(app.config["AMQP_URL"], tuple(app.config["JOB_POOLS"]))
 
     @app.errorhandler(StoreError)
     def _store_error(exc: StoreError) -> Response:

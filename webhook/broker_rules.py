@@ -25,9 +25,16 @@ Users
     queue by name) or anything else.
 
 Agents (``node.<node id>``)
-  * declare, bind and consume the job queues (``jobs.*``) and declare the exchanges an
-    agent uses (jobs, dead letters, telemetry); hand jobs back to ``fitwire.jobs``;
+  * declare, bind and consume only their own pools' job queues (``jobs.<pool>`` for the pools
+    they said hello with), declare and bind the dead-letter queues and consume
+    ``jobs.dead.watch``; declare the exchanges an agent uses (jobs, dead letters,
+    telemetry); hand jobs back to ``fitwire.jobs``;
   * publish telemetry only as ``node.<their id>``.
+
+Running jobs (``job.<job id>``, the job's child with its job token)
+  * publish progress only under ``<owner>.<model>.<run>`` of that job, and declare, bind
+    (that run's and its model's signal keys) and consume that run's signal queue
+    ``signals.<owner>.<run>``, plus server-named queues; nothing else.
 """
 
 from __future__ import annotations
@@ -40,16 +47,23 @@ from typing import Literal
 from fitwire.broker.topology import (
     ANY_RUN,
     DLX,
+    JOB_PREFIX,
     JOBS,
+    JOBS_DEAD,
+    JOBS_DEAD_WATCH,
+    NODE_PREFIX,
     PROGRESS,
     SIGNALS,
     TELEMETRY,
+    job_queue,
+    node_username,
+    owner_signal_keys,
     owner_signal_queue_name,
+    progress_key,
     telemetry_key,
 )
 
-NODE_PREFIX = "node."
-"""Agents log in to the broker as ``node.<node id>`` with their node token."""
+__all__ = ["JOB_PREFIX", "NODE_PREFIX", "Caller", "JobScope", "node_username", "resource_allowed", "topic_allowed"]
 
 _WORD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """One word of a fitwire routing key (usernames, model keys, run ids): no dots, no wildcards."""
@@ -57,20 +71,27 @@ _WORD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 Permission = Literal["configure", "write", "read"]
 
 
-def node_username(node_id: str) -> str:
-    """The broker login of an agent."""
-    return f"{NODE_PREFIX}{node_id}"
+@dataclass(frozen=True)
+class JobScope:
+    """The one run a running job's child may report and be signalled on."""
+
+    owner: str
+    model_key: str
+    run_id: str
 
 
 @dataclass(frozen=True)
 class Caller:
-    """A broker login the webhook knows: a user (``node_id`` None) or an agent."""
+    """A broker login the webhook knows: a user, an agent (``node_id``) or a running job (``job``)."""
 
     username: str
     is_admin: bool = False
     node_id: str | None = None
     user_id: str | None = None
     """The store's id of a user (for model ownership)."""
+    pools: tuple[str, ...] = ()
+    """An agent's pools (from its hello): the job queues it may consume."""
+    job: JobScope | None = None
 
     @property
     def is_node(self) -> bool:
@@ -95,6 +116,13 @@ def topic_allowed(
     when everything else about a publish is right.
     """
     words = routing_key.split(".")
+    if caller.job is not None:
+        scope = caller.job
+        if exchange == PROGRESS.name and permission == "write":
+            return routing_key == progress_key(scope.owner, scope.model_key, scope.run_id)
+        if exchange == SIGNALS.name and permission == "read":
+            return routing_key in owner_signal_keys(scope.owner, scope.model_key, scope.run_id)
+        return False
     if caller.is_node:
         if exchange == TELEMETRY.name and permission == "write":
             return routing_key == telemetry_key(caller.node_id or "")
@@ -117,6 +145,8 @@ def topic_allowed(
 
 
 def _exchanges(caller: Caller) -> dict[str, tuple[str, ...]]:
+    if caller.job is not None:
+        return {"write": (PROGRESS.name,), "read": (SIGNALS.name,)}
     if caller.is_node:
         return {
             "configure": (JOBS.name, DLX.name, TELEMETRY.name),
@@ -131,8 +161,16 @@ def _queue_allowed(caller: Caller, name: str, permission: str) -> bool:
     if permission not in ("configure", "write", "read"):
         return False
     if caller.is_node:
-        return name.startswith("jobs.")
+        own = {job_queue(pool).name for pool in caller.pools}
+        if name in own:
+            return True
+        if name == JOBS_DEAD_WATCH.name:  # agents mark dead jobs from it
+            return True
+        # jobs.dead: declared and bound (what an agent declares at start), never read
+        return name == JOBS_DEAD.name and permission in ("configure", "write")
     if name.startswith(("amq.gen-", "stomp-subscription-")):
         return True
+    if caller.job is not None:
+        return name == owner_signal_queue_name(caller.job.owner, caller.job.run_id)
     run_id = name.rpartition(".")[2]
     return bool(_WORD.match(run_id)) and name == owner_signal_queue_name(caller.username, run_id)

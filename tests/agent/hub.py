@@ -109,7 +109,9 @@ def hub(amqp_url: str, tmp_path: Path) -> Iterator[Hub]:
     backing = open_store(f"sqlite:///{tmp_path / 'webhook.db'}")
     pool = f"test-{uuid.uuid4().hex[:10]}"
     # the admin declares the test's pool (FITWIRE_POOLS): jobs may be submitted before an agent runs
-    app = create_app({"STORE": backing, "SIGNUP": "open", "AMQP_URL": amqp_url, "JOB_POOLS": ("default", pool),
+    # BROKER_LOGINS shared: the test broker is a permissive developer broker (guest), not one the webhook checks.
+    app = create_app({"STORE": backing, "SIGNUP": "open", "AMQP_URL": amqp_url, "BROKER_LOGINS": "shared",
+                      "JOB_POOLS": ("default", pool),
                       "ARTIFACTS_DIR": str(tmp_path / "server-artifacts")})
     url, server, thread = serve_in_thread(app, threads=8)
     h = Hub(url=url, store=backing, amqp_url=amqp_url, data_dir=tmp_path / "agents", pool=pool, app=app)

@@ -112,17 +112,22 @@ def test_sigterm_then_new_agent_finishes_the_job(fabric: Fabric) -> None:
 
 
 def test_stop_signal_ends_a_running_job_stopped(fabric: Fabric) -> None:
+    import pika
+
     from fitwire.broker import Signal, connect, encode
-    from fitwire.broker.topology import SIGNALS, signal_keys
+    from fitwire.broker.connection import login_name
+    from fitwire.broker.topology import SIGNALS, owner_signal_key
 
     fabric.start_agent()
     job = fabric.submit("tiny_mlp.py", epochs=30, **SLOW)
     fabric.wait_until(lambda: len(fabric.journal.epochs(job.run_id)) >= 1, "a first epoch")
     stop = Signal(action="stop", model_key=job.spec.model_key, run_id=job.run_id, sender="tester")
     conn = connect(fabric.amqp_url)
-    conn.channel().basic_publish(SIGNALS.name, signal_keys(job.spec.model_key, job.run_id)[0], encode(stop))
+    key = owner_signal_key(job.owner, job.spec.model_key, job.run_id)
+    # user_id: the run trusts only the broker-validated sender (the body's "tester" is a claim).
+    conn.channel().basic_publish(SIGNALS.name, key, encode(stop), pika.BasicProperties(user_id=login_name(fabric.amqp_url)))
     conn.close()
     state, reason = fabric.wait_state(job, "stopped", "succeeded", "failed", "dead")
-    assert (state, reason) == ("stopped", "STOP signal from tester")
+    assert (state, reason) == ("stopped", f"STOP signal from {login_name(fabric.amqp_url)}")
     assert len(fabric.journal.epochs(job.run_id)) < 30
     assert fabric.queue_counts()[0] == 0

@@ -95,3 +95,55 @@ def test_nodes_are_found_by_token_and_keep_their_last_report(store: Store, owner
     assert store.get_node("n1").agent_version == "0.1.0"
     with pytest.raises(DoesNotExist):
         store.report_node("nope", report, agent_version="0.1.0", protocol_version=1, now=_now())
+
+
+def test_a_claim_takes_a_queued_job_once_per_delivery_and_its_token_dies_with_it(
+    store: Store, owner: tuple[str, str]
+) -> None:
+    _job(store, owner)
+    with pytest.raises(Unauthenticated):
+        store.job_for_token("t" * 64)
+    job = store.claim_job("j1", node_id="n1", token_hash="t" * 64, delivery=0, now=_now())
+    assert (job.state, job.node_id, job.claimed_delivery) == ("running", "n1", 0)
+    assert store.job_for_token("t" * 64).job_id == "j1"
+    with pytest.raises(InvalidState):  # the same delivery again: a duplicate, or another node's try
+        store.claim_job("j1", node_id="n2", token_hash="u" * 64, delivery=0, now=_now())
+    # the broker redelivered it (its agent died): the new claim's token replaces the old one
+    again = store.claim_job("j1", node_id="n2", token_hash="v" * 64, delivery=1, now=_now())
+    assert (again.node_id, again.claimed_delivery) == ("n2", 1)
+    with pytest.raises(Unauthenticated):
+        store.job_for_token("t" * 64)
+    assert store.job_for_token("v" * 64).node_id == "n2"
+    store.set_job_state("j1", "succeeded", reason=None, node_id="n2", now=_now())
+    with pytest.raises(Unauthenticated):  # ended: its token is dead
+        store.job_for_token("v" * 64)
+    with pytest.raises(InvalidState):
+        store.claim_job("j1", node_id="n2", token_hash="w" * 64, delivery=5, now=_now())
+    with pytest.raises(DoesNotExist):
+        store.claim_job("never-seen", node_id="n2", token_hash="x" * 64, delivery=0, now=_now())
+
+
+def test_a_jobs_run_id_is_reserved_for_its_owner_and_model(store: Store, owner: tuple[str, str]) -> None:
+    from fitwire.webhook.store.base import RunStart
+
+    _job(store, owner)
+    squatter = store.create_user("bob", "x", now=_now())
+    store.create_model(squatter.id, "bobs", "bob's", _now())
+    with pytest.raises(AlreadyExists):
+        store.begin_run(squatter.id, RunStart(run_id="r-j1", model_key="bobs", started_at=_now()))
+    run, created = store.begin_run(owner[0], RunStart(run_id="r-j1", model_key=owner[1], started_at=_now()))
+    assert created and run.owner == "ada"
+
+
+def test_a_revoked_node_is_unknown_to_its_token_and_keeps_its_pools(store: Store, owner: tuple[str, str]) -> None:
+    store.create_node("n1", "gpu-box", "a" * 64, owner[0], _now())
+    seen = store.report_node("n1", {}, agent_version="0.1.0", protocol_version=2, now=_now(), pools=("gpu", "default"))
+    assert seen.pools == ("gpu", "default")
+    assert store.report_node("n1", {}, agent_version="0.1.0", protocol_version=2, now=_now()).pools == ("gpu", "default")
+    revoked = store.revoke_node("n1", _now())
+    assert revoked.revoked_at is not None
+    assert store.revoke_node("n1", _now()).revoked_at == revoked.revoked_at  # the first time stays
+    with pytest.raises(Unauthenticated):
+        store.node_for_token("a" * 64)
+    with pytest.raises(DoesNotExist):
+        store.revoke_node("nope", _now())

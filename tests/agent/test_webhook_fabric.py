@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from fitwire.agent.telemetry import AGENT_VERSION
-from fitwire.broker import GpuInfo, NodeTelemetry, encode
+from fitwire.broker import PROTOCOL_VERSION, GpuInfo, NodeTelemetry, encode
 
 from .conftest import EXAMPLES
 from .hub import Hub
@@ -57,11 +57,12 @@ def test_cancel_a_queued_job_and_list_show(hub: Hub) -> None:
 def test_node_tokens_are_for_admins_and_unaccepted_versions_are_refused(hub: Hub) -> None:
     assert hub.api("POST", "/api/v1/nodes", json={"name": "x"}).status_code == 403
     token = hub.node_token("old-box")
-    report = NodeTelemetry(node_id="x", hostname="h", agent_version="0.0.1", protocol_version=2)
+    old = PROTOCOL_VERSION + 1  # a version this server does not speak
+    report = NodeTelemetry(node_id="x", hostname="h", agent_version="0.0.1", protocol_version=old)
     r = hub.api("POST", "/api/v1/nodes/hello", token, data=encode(report))
     assert r.status_code == 400
-    assert r.json()["error"]["message"].startswith("This server accepts wire-contract version 1 only; "
-                                                   "this agent speaks version 2.")
+    assert r.json()["error"]["message"].startswith(f"This server accepts wire-contract version {PROTOCOL_VERSION} "
+                                                   f"only; this agent speaks version {old}.")
     gpu = GpuInfo(index=0, name="Fake", memory_total_mb=100, memory_used_mb=10, memory_free_mb=90)
     ok = NodeTelemetry(node_id="x", hostname="h", agent_version=AGENT_VERSION, gpus=[gpu])
     assert hub.api("POST", "/api/v1/nodes/hello", token, data=encode(ok)).status_code == 200

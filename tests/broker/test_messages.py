@@ -9,6 +9,7 @@ import pytest
 
 from fitwire.broker import messages as m
 from fitwire.broker.errors import DecodeError
+from fitwire.broker.topology import PROTOCOL_VERSION
 
 LOGS = {"loss": 0.25, "acc": 1.0, "nan": math.nan, "inf": math.inf, "ninf": -math.inf, "none": None}
 
@@ -55,7 +56,7 @@ def test_round_trip(message: m.Message) -> None:
 
 def test_numbers_stay_numbers() -> None:
     body = json.loads(m.encode(m.Batch(run_id="r", model_key="k", epoch=1, batch=2, logs={"loss": 0.5})))
-    assert body["logs"]["loss"] == 0.5 and body["batch"] == 2 and body["v"] == 1
+    assert body["logs"]["loss"] == 0.5 and body["batch"] == 2 and body["v"] == PROTOCOL_VERSION
 
 
 def test_progress_decoder_refuses_other_types() -> None:
@@ -74,7 +75,7 @@ MALFORMED: list[bytes | str] = [
     b'{"type": "batches", "run_id": "r", "model_key": "k", "epoch": 0, "first": 0, "count": 0}',
     b'{"type": "batches", "run_id": "r", "model_key": "k", "epoch": 0, "first": -1, "count": 1}',
     b'{"type": "signal", "action": "explode", "model_key": "k"}',
-    b'{"type": "signal", "v": 2, "action": "stop", "model_key": "k"}',
+    b'{"type": "signal", "v": 3, "action": "stop", "model_key": "k"}',
     b'{"type": "signal", "v": 99, "action": "stop", "model_key": "k", "new_field": true}',
     b'{"type": "train_end", "run_id": "r", "model_key": "k", "status": "exploded"}',
     b'{"type": "job", "owner": "a", "spec": {"model_key": "k", "bundle": "b", "epochs": -1}}',
@@ -91,8 +92,15 @@ def test_malformed_bodies_raise_decode_error(body: bytes | str) -> None:
 
 
 def test_unknown_version_is_named() -> None:
-    with pytest.raises(DecodeError, match="version 99"):
+    with pytest.raises(DecodeError, match="speaks wire contract v99; this side speaks v2"):
         m.decode(b'{"type": "signal", "v": 99, "action": "stop", "model_key": "k", "new_field": true}')
+
+
+def test_a_v1_message_is_refused_by_name_not_half_understood() -> None:
+    """v1 routed signals model-first: a v1 Tracker would never get a v2 STOP, so v1 is not spoken at all."""
+    with pytest.raises(m.UnsupportedVersion, match="speaks wire contract v1; this side speaks v2") as info:
+        m.decode(b'{"type": "signal", "v": 1, "action": "stop", "model_key": "k"}')
+    assert info.value.version == 1 and m.older_version(1) and not m.older_version(2)
 
 
 def test_the_hot_path_encoder_and_pydantic_agree_on_batches() -> None:
@@ -120,6 +128,6 @@ def test_a_watcher_unpacks_batches_into_one_batch_each_with_its_values() -> None
 
 
 def test_an_old_style_single_batch_still_reaches_watchers_unchanged() -> None:
-    body = b'{"v": 1, "type": "batch", "run_id": "r", "model_key": "k", "epoch": 0, "batch": 3, "logs": {"loss": 1}}'
+    body = b'{"v": 2, "type": "batch", "run_id": "r", "model_key": "k", "epoch": 0, "batch": 3, "logs": {"loss": 1}}'
     [event] = m.unpack(m.decode(body, m.ProgressMessage))
     assert isinstance(event, m.Batch) and event.batch == 3 and event.logs == {"loss": 1.0}

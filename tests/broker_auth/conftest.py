@@ -56,6 +56,17 @@ class Secured:
         return connect(self.url(login), attempts=1)
 
 
+def say_hello(web: LiveWebhook, node_token: str, *pools: str) -> dict[str, object]:
+    """What an agent does first: ``POST /nodes/hello`` with its pools; the webhook's answer."""
+    from fitwire.agent.telemetry import AGENT_VERSION
+    from fitwire.broker import NodeTelemetry, encode
+
+    report = NodeTelemetry(node_id="x", hostname="box", agent_version=AGENT_VERSION, pools=list(pools))
+    answer = web.api("POST", "/api/v1/nodes/hello", node_token, data=encode(report))
+    answer.raise_for_status()
+    return dict(answer.json())
+
+
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     if not (Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists() or shutil.which("rabbitmq-server")):
@@ -88,6 +99,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         created = web.api("POST", "/api/v1/nodes", root.token, json={"name": "gpu-box"})
         created.raise_for_status()
         agent = Login(f"node.{created.json()['node_id']}", created.json()["token"])
+        say_hello(web, agent.token, "default")  # its pools: the only job queues it may consume
         yield Secured(node, web, user("alice"), user("bob"), root, agent)
     finally:
         node.stop()

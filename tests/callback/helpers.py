@@ -10,7 +10,9 @@ from typing import Any
 import pika
 
 from fitwire.broker import ProgressMessage, Signal, connect, decode, encode, topology
+from fitwire.broker.connection import login_name, use_topology
 from fitwire.broker.messages import unpack
+from fitwire.callback.identity import ANONYMOUS
 
 
 class Watcher:
@@ -36,8 +38,7 @@ class Watcher:
     def _run(self) -> None:
         try:
             conn = connect(self.amqp_url)
-            ch = conn.channel()
-            topology.declare(ch, topology.LIVE)  # a watcher declares what it binds to (a fresh broker has nothing)
+            ch = use_topology(conn, topology.LIVE)  # what it binds to: a fresh developer broker has nothing
             queue = ch.queue_declare(
                 queue="", exclusive=True, auto_delete=True, arguments=topology.watcher_queue_arguments()
             ).method.queue
@@ -88,22 +89,26 @@ class Watcher:
         self._thread.join(5)
 
 
-def send_signal(amqp_url: str, signal: Signal, *, routing_run: str | None = None,
-                body: bytes | None = None) -> None:
-    """Publish ``signal`` on fitwire.signals to ``<model_key>.<run_id>`` (or ``.any``).
+def signed(amqp_url: str) -> pika.BasicProperties:
+    """What `fitwire stop` sets: ``user_id`` = the login, which RabbitMQ checks and the run trusts."""
+    return pika.BasicProperties(content_type="application/json", user_id=login_name(amqp_url))
 
-    ``body`` replaces the encoded signal (what a sender the schema would never encode might send).
+
+def send_signal(amqp_url: str, signal: Signal, *, owner: str = ANONYMOUS, routing_run: str | None = None,
+                body: bytes | None = None) -> None:
+    """Publish ``signal`` on fitwire.signals to ``<owner>.<model_key>.<run_id>`` (or ``.any``).
+
+    ``owner`` is the run's owner (``anonymous`` for a Tracker without a token). ``body``
+    replaces the encoded signal (what a sender the schema would never encode might send).
     """
-    run = routing_run or signal.run_id or topology.ANY_RUN
     conn = connect(amqp_url)
     try:
-        channel = conn.channel()
-        topology.declare(channel, topology.LIVE)  # as `fitwire stop` does
+        channel = use_topology(conn, topology.LIVE)  # as `fitwire stop` does
         channel.basic_publish(
             exchange=topology.SIGNALS.name,
-            routing_key=f"{signal.model_key}.{run}",
+            routing_key=topology.owner_signal_key(owner, signal.model_key, routing_run or signal.run_id),
             body=encode(signal) if body is None else body,
-            properties=pika.BasicProperties(content_type="application/json"),
+            properties=signed(amqp_url),
         )
     finally:
         conn.close()
@@ -114,18 +119,25 @@ class SignalSender:
 
     def __init__(self, amqp_url: str) -> None:
         self._conn = connect(amqp_url)
-        self._channel = self._conn.channel()
-        topology.declare(self._channel, topology.LIVE)
+        self._channel = use_topology(self._conn, topology.LIVE)
+        self._properties = signed(amqp_url)
         self.sent_at: float | None = None
 
-    def send(self, signal: Signal) -> None:
-        run = signal.run_id or topology.ANY_RUN
+    def send(self, signal: Signal, owner: str = ANONYMOUS, *, user_id: bool = True) -> None:
+        """To the run's owner's key; ``user_id=False`` sends it unsigned (what no fitwire client does)."""
         self._channel.basic_publish(
             exchange=topology.SIGNALS.name,
-            routing_key=f"{signal.model_key}.{run}",
+            routing_key=topology.owner_signal_key(owner, signal.model_key, signal.run_id),
             body=encode(signal),
+            properties=self._properties if user_id else None,
         )
         self.sent_at = time.perf_counter()
+
+    def publish_raw(self, owner: str, model_key: str, body: bytes) -> None:
+        """A body the schema would never encode, to every run of ``owner``'s model, signed."""
+        self._channel.basic_publish(exchange=topology.SIGNALS.name,
+                                    routing_key=topology.owner_signal_key(owner, model_key, None),
+                                    body=body, properties=self._properties)
 
     def close(self) -> None:
         if self._conn.is_open:

@@ -100,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "user": {"id": user, "username": user, "display_name": user, "is_admin": False,
                          "created_at": "2026-01-01T00:00:00Z"},
                 "amqp_url": self.receiver.amqp_url,
-                "protocol_versions": [1],
+                "protocol_versions": [2],
             })
         self._error(404, "RESOURCE_DOES_NOT_EXIST", "No such resource.")
 

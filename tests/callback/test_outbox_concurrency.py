@@ -68,7 +68,8 @@ class EventPosts:
 def counted_webhook(tmp_path: Path) -> Iterator[tuple[LiveWebhook, EventPosts]]:
     """The real webhook (waitress, SQLite store), counting what the outboxes POST."""
     backing = open_store(f"sqlite:///{tmp_path / 'webhook.db'}")
-    flask_app = create_app({"STORE": backing, "SIGNUP": "open",
+    # BROKER_LOGINS shared: the test broker is a permissive developer broker (guest).
+    flask_app = create_app({"STORE": backing, "SIGNUP": "open", "BROKER_LOGINS": "shared",
                             "AMQP_URL": os.environ.get("FITWIRE_AMQP_URL", "amqp://guest:guest@localhost:5672/")})
     posts = EventPosts()
     url, server, thread = serve_in_thread(posts.wrap(flask_app), threads=8)
@@ -118,7 +119,7 @@ def test_runs_ending_together_under_stop_are_stored_whole_and_sent_once(
         ready.wait(180)
         sender = SignalSender(settings.amqp_url)
         try:
-            sender.send(Signal(action="stop", model_key=key, sender="gina"))  # every running run of the model
+            sender.send(Signal(action="stop", model_key=key), "gina")  # every running run of the model
         finally:
             sender.close()
         for w in workers:

@@ -16,7 +16,7 @@ from fitwire.broker.errors import LocalBrokerError
 from fitwire.broker.local import LocalNode, free_port
 from fitwire.callback import Tracker
 from fitwire.settings import Settings
-from tests.callback.conftest import TOKEN, warnings_of
+from tests.callback.conftest import TOKEN, USER, warnings_of
 from tests.callback.helpers import Watcher, fitwire_threads, send_signal, tiny_data, tiny_model
 from tests.callback.receiver import Receiver
 from tests.fixtures.services import service_missing
@@ -73,7 +73,7 @@ def test_broker_restarted_mid_fit(node: LocalNode, settings: Settings, receiver:
             # Progress resumes on the restarted broker …
             assert after.wait_for(lambda w: len(w.events(tracker.run_id, "batch")) >= 3, timeout=60)
             # … and so does the run's signal queue.
-            send_signal(node.url, Signal(action="stop", model_key=model_key))
+            send_signal(node.url, Signal(action="stop", model_key=model_key), owner=USER)
         except BaseException as exc:
             errors.append(exc)
             send_signal_safely(node.url, model_key)
@@ -111,7 +111,7 @@ def send_signal_safely(url: str, model_key: str) -> None:
     """End the fit when the scenario broke half-way, so the test fails fast instead of hanging."""
     for _ in range(60):
         try:
-            send_signal(url, Signal(action="stop", model_key=model_key))
+            send_signal(url, Signal(action="stop", model_key=model_key), owner=USER)
             return
         except Exception:
             time.sleep(1)

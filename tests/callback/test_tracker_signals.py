@@ -11,9 +11,11 @@ import keras
 import pytest
 
 from fitwire.broker import Signal, topology
+from fitwire.broker.connection import login_name
 from fitwire.callback import Tracker
+from fitwire.callback.identity import ANONYMOUS
 from fitwire.settings import Settings
-from tests.callback.conftest import TOKEN
+from tests.callback.conftest import TOKEN, USER
 from tests.callback.helpers import (
     SignalSender,
     Watcher,
@@ -78,8 +80,8 @@ def test_stop_halts_at_the_next_batch_and_the_run_ends_stopped(
     settings: Settings, receiver: Receiver, model_key: str, watchers: list[Watcher], sender: SignalSender
 ) -> None:
     watchers.append(Watcher(settings.amqp_url, f"*.{model_key}.*"))
-    stop = Signal(action="stop", model_key=model_key, sender="bob@phone")
-    script = Script(at=(1, 2), action=lambda: sender.send(stop))
+    stop = Signal(action="stop", model_key=model_key, sender="bob@phone")  # a claim, never trusted
+    script = Script(at=(1, 2), action=lambda: sender.send(stop, USER))
     tracker = Tracker(model_key, token=TOKEN, webhook_url=receiver.url, settings=settings)
     x, y = tiny_data(64)
     history = tiny_model().fit(x, y, batch_size=8, epochs=20, verbose=0, callbacks=[script, tracker])
@@ -90,7 +92,8 @@ def test_stop_halts_at_the_next_batch_and_the_run_ends_stopped(
     assert [(a.signal_id, a.action, a.ok) for a in acks] == [(stop.id, "stop", True)]
     assert "stop_training" in acks[0].detail
     end = watchers[0].events(tracker.run_id, "train_end")[0]
-    assert end.status == "stopped" and "bob@phone" in end.reason
+    # The sender is the login RabbitMQ validated (user_id), not the body's claim.
+    assert end.status == "stopped" and end.reason == f"STOP signal from {login_name(settings.amqp_url)}"
     assert receiver.store.runs[tracker.run_id]["status"] == "stopped"
     assert fitwire_threads() == []
 
@@ -161,6 +164,32 @@ def test_set_lr_changes_the_optimizer_mid_fit_and_the_ack_says_so(
     assert "0.01 -> 0.05" in acks[0].detail
 
 
+def test_set_lr_refuses_a_rate_out_of_bounds_and_the_optimizer_keeps_its_own(
+    settings: Settings, model_key: str, watchers: list[Watcher], sender: SignalSender
+) -> None:
+    watchers.append(Watcher(settings.amqp_url, f"*.{model_key}.*"))
+    huge = Signal(action="set_lr", model_key=model_key, value=1e6)
+    negative = Signal(action="set_lr", model_key=model_key, value=-0.1)
+    seen: list[float] = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            seen.append(float(self.model.optimizer.learning_rate.numpy()))
+
+    def both() -> None:
+        sender.send(huge)
+        sender.send(negative)
+
+    model = tiny_model(lr=0.01)
+    tracker = Tracker(model_key, settings=settings)
+    x, y = tiny_data(32)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[Script(at=(0, 1), action=both), tracker, Probe()])
+    acks = {a.signal_id: a for a in _acks(watchers[0], tracker.run_id)}
+    for signal in (huge, negative):
+        assert not acks[signal.id].ok and "at most 10" in acks[signal.id].detail
+    assert seen == [pytest.approx(0.01)] * 2
+
+
 def test_set_lr_is_refused_when_the_learning_rate_is_a_schedule_and_checkpoint_needs_a_path(
     settings: Settings, model_key: str, watchers: list[Watcher], sender: SignalSender
 ) -> None:
@@ -204,8 +233,7 @@ def test_an_undecodable_signal_is_dropped_and_the_fit_goes_on(
     watchers.append(Watcher(settings.amqp_url, f"*.{model_key}.*"))
 
     def garbage() -> None:
-        sender._channel.basic_publish(exchange=topology.SIGNALS.name, routing_key=f"{model_key}.any",
-                                      body=b'{"type": "signal", "action": "explode"}')
+        sender.publish_raw(ANONYMOUS, model_key, b'{"type": "signal", "action": "explode"}')
 
     tracker = Tracker(model_key, settings=settings)
     x, y = tiny_data(32)
@@ -215,3 +243,19 @@ def test_an_undecodable_signal_is_dropped_and_the_fit_goes_on(
     assert watchers[0].wait_for(lambda w: bool(w.events(tracker.run_id, "train_end")))
     assert watchers[0].events(tracker.run_id, "train_end")[0].status == "completed"
     assert fitwire_threads() == []
+
+
+def test_a_signal_without_user_id_is_answered_refused_and_the_fit_goes_on(
+    settings: Settings, model_key: str, watchers: list[Watcher], sender: SignalSender
+) -> None:
+    watchers.append(Watcher(settings.amqp_url, f"*.{model_key}.*"))
+    stop = Signal(action="stop", model_key=model_key, sender="admin")
+    tracker = Tracker(model_key, settings=settings)
+    x, y = tiny_data(32)
+    history = tiny_model().fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[
+        Script(at=(0, 1), action=lambda: sender.send(stop, user_id=False)), tracker])
+    assert len(history.history["loss"]) == 3
+    acks = _acks(watchers[0], tracker.run_id)
+    assert [(a.signal_id, a.ok) for a in acks] == [(stop.id, False)]
+    assert acks[0].detail.startswith("unauthenticated signal")
+    assert watchers[0].events(tracker.run_id, "train_end")[0].status == "completed"

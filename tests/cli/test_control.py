@@ -69,3 +69,12 @@ def test_stop_a_model_with_no_running_run_is_exit_1(cli: Cli, user: User, broker
     result = cli("stop", user.model("idle"))
     assert result.exit_code == 1
     assert "has no running run" in result.stderr
+
+
+def test_lr_out_of_bounds_is_refused_before_anything_is_sent(cli: Cli, user: User) -> None:
+    key = user.model("bounded")
+    for value in ("1e6", "0", "nan"):
+        result = cli("lr", key, value)
+        assert result.exit_code == 2, result.output
+        said = " ".join(result.output.replace("│", " ").split())  # the error panel wraps lines
+        assert "a finite learning rate above 0 and at most 10" in said, result.output

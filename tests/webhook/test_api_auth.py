@@ -165,7 +165,7 @@ def test_session_tells_the_broker_url(client: FlaskClient, login: Callable[..., 
     body = client.get("/api/v1/session", headers=headers).json
     # the user's own broker login (name + this token), never the webhook's u:p
     assert body["amqp_url"] == f"amqp://alice:{headers['Authorization'].split()[1]}@broker.example:5672/"
-    assert body["protocol_versions"] == [1] and body["user"]["username"] == "alice"
+    assert body["protocol_versions"] == [2] and body["user"]["username"] == "alice"
     assert error_of(client.get("/api/v1/session")) == (401, "UNAUTHENTICATED")
 
 

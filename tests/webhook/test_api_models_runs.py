@@ -124,7 +124,7 @@ def test_deleting_a_model_deletes_its_runs(client: FlaskClient, login: Callable[
         (b'{"type": "batch", "run_id": "r1", "model_key": "K", "epoch": 0, "batch": 1}', "not a stored event"),
         (b'{"type": "train_begin", "run_id": "r1", "model_key": "K", "colour": "red"}', "colour"),
         (b'{"type": "train_begin", "run_id": "r1", "model_key": "K", "epochs": "five"}', "epochs"),
-        (b'{"type": "train_begin", "run_id": "r1", "model_key": "K", "v": 99}', "version"),
+        (b'{"type": "train_begin", "run_id": "r1", "model_key": "K", "v": 99}', "wire contract v99"),
         (b'{"type": "train_begin", "run_id": "a.b", "model_key": "K"}', "run_id"),
         (b'{"type": "train_begin", "run_id": "any", "model_key": "K"}', "run_id"),
         (b'{"type": "train_begin", "run_id": "r1", "model_key": "K", "epochs": 3000000000}', "epochs"),

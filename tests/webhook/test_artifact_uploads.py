@@ -21,35 +21,42 @@ from typing import Any
 import pytest
 import requests
 
+from fitwire import __version__ as AGENT_VERSION
+from fitwire.broker import NodeTelemetry, encode
 from fitwire.webhook.security import hash_password
 from fitwire.webhook.store import open_store
 from tests.fixtures.webhook import free_port
 
 MiB = 1024 * 1024
-KEY = "checkpoints/job1"
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
 
 
 @dataclass
 class Served:
-    """A `fitwire webhook serve` child process and a node token for it."""
+    """A `fitwire webhook serve` child process, and a running job's token: only a running job
+    writes an artifact (its own checkpoint)."""
 
     url: str
     process: subprocess.Popen[bytes]
     data_dir: Path
-    node_token: str = ""
+    job_token: str = ""
+    job_id: str = ""
     user_token: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"checkpoints/{self.job_id}"
 
     def api(self, method: str, path: str, token: str, **kwargs: Any) -> requests.Response:
         return requests.request(method, self.url + path, headers={"Authorization": f"Bearer {token}"},
                                 timeout=300, **kwargs)
 
     def put(self, data: Any) -> requests.Response:
-        return self.api("PUT", f"/api/v1/artifacts/{KEY}", self.node_token, data=data)
+        return self.api("PUT", f"/api/v1/artifacts/{self.key}", self.job_token, data=data)
 
     def get(self) -> bytes:
-        response = self.api("GET", f"/api/v1/artifacts/{KEY}", self.node_token)
+        response = self.api("GET", f"/api/v1/artifacts/{self.key}", self.job_token)
         assert response.status_code == 200, response.text
         return response.content
 
@@ -95,7 +102,18 @@ def serve(tmp_path: Path, **env: str) -> Iterator[Served]:
             tokens[name] = login.json()["token"]
         node = served.api("POST", "/api/v1/nodes", tokens["root"], json={"name": "box"})
         assert node.status_code == 201, node.text
-        served.node_token, served.user_token = node.json()["token"], tokens["ada"]
+        node_token = node.json()["token"]
+        hello = NodeTelemetry(node_id="box", hostname="box", agent_version=AGENT_VERSION, pools=["default"])
+        assert served.api("POST", "/api/v1/nodes/hello", node_token, data=encode(hello)).ok
+        model = served.api("POST", "/api/v1/models", tokens["ada"], json={"name": "net"})
+        job = served.api("POST", "/api/v1/jobs", tokens["ada"], json={
+            "pool": "default", "spec": {"model_key": model.json()["key"]},
+            "bundle_source": "def build():\n    raise RuntimeError('never run')\n"})
+        assert job.status_code == 201, job.text
+        served.job_id = job.json()["job_id"]
+        claim = served.api("POST", f"/api/v1/jobs/{served.job_id}/claim", node_token, json={"delivery": 0})
+        assert claim.status_code == 200, claim.text
+        served.job_token, served.user_token = claim.json()["token"], tokens["ada"]
         yield served
     finally:
         process.terminate()
@@ -120,7 +138,7 @@ def test_an_upload_over_the_limit_is_a_413_naming_it_and_keeps_the_stored_artifa
             assert response.json() == {"error": {
                 "code": "PAYLOAD_TOO_LARGE", "message": "The body is larger than the limit of 3 MiB."}}
         assert server.get() == first
-        assert server.stored_files() == ["job1"]  # no temporary file left behind
+        assert server.stored_files() == [server.job_id]  # no temporary file left behind
         # JSON bodies keep their own, smaller limit.
         json_body = server.api("POST", "/api/v1/models", server.user_token, data=b" " * (2 * MiB))
         assert json_body.status_code == 413
@@ -154,13 +172,13 @@ def test_a_200_mib_upload_and_download_stay_out_of_the_servers_memory(tmp_path: 
             assert server.put(body).status_code == 204  # streamed from the file, with a Content-Length
         after_upload = server.peak_memory()
         fetched = hashlib.sha256()
-        with server.api("GET", f"/api/v1/artifacts/{KEY}", server.node_token, stream=True) as response:
+        with server.api("GET", f"/api/v1/artifacts/{server.key}", server.job_token, stream=True) as response:
             assert response.status_code == 200
             for chunk in response.iter_content(MiB):
                 fetched.update(chunk)
         after_download = server.peak_memory()
 
-    stored = server.data_dir / "artifacts" / KEY
+    stored = server.data_dir / "artifacts" / server.key
     assert stored.stat().st_size == 200 * MiB
     assert fetched.hexdigest() == digest.hexdigest()
     assert after_upload - before < 50 * MiB, f"upload: peak grew by {(after_upload - before) / MiB:.0f} MiB"

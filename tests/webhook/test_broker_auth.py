@@ -88,7 +88,7 @@ def test_a_shared_developer_broker_is_announced_as_configured(sqlite_store: Stor
 
 @pytest.mark.parametrize("host", ["broker.example:5671", "[::1]:5672", "10.0.0.2"])
 def test_the_users_login_replaces_the_webhooks_credentials_on_any_host(host: str) -> None:
-    from fitwire.webhook.api.broker_auth import user_broker_url
+    from fitwire.webhook.api.broker_auth import login_url
 
-    url = user_broker_url(f"amqps://fitwire.webhook:s3cret@{host}/%2F", "bob", "t-ok_en")
+    url = login_url(f"amqps://fitwire.webhook:s3cret@{host}/%2F", "bob", "t-ok_en")
     assert url == f"amqps://bob:t-ok_en@{host}/%2F" and "s3cret" not in url

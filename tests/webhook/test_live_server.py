@@ -23,7 +23,7 @@ def test_a_tracker_like_client_leaves_its_run_and_epochs_in_the_store(live_webho
     assert (run.name, run.status, run.final_logs) == ("training_001", "completed", {"loss": 0.33})
     assert [e.logs["loss"] for e in live_webhook.store.list_epochs(alice.id, "run1")] == [1.0, 0.5, 1.0 / 3]
     session = live_webhook.api("GET", "/api/v1/session", token).json()
-    assert session["user"]["username"] == "alice" and session["protocol_versions"] == [1]
+    assert session["user"]["username"] == "alice" and session["protocol_versions"] == [2]
     assert live_webhook.api("GET", "/health").json()["store"] == "sqlite"
 
 

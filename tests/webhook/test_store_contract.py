@@ -89,6 +89,23 @@ def test_revoke_all_tokens_of_a_user_but_one(store: Store) -> None:
     assert store.user_for_token("d" * 64, NOW) == bob
 
 
+def test_tokens_in_use_are_refused_once_revoked_and_show_profile_changes(store: Store) -> None:
+    # Looked up first, as every request does: a store that remembers lookups must still refuse at once.
+    alice = user(store)
+    for token_hash in ("a" * 64, "b" * 64):
+        store.create_token(alice.id, token_hash, NOW + timedelta(hours=1))
+        assert store.user_for_token(token_hash, NOW) == alice
+    renamed = store.update_user(alice.id, display_name="Al")
+    assert store.user_for_token("a" * 64, NOW) == renamed
+    store.revoke_user_tokens(alice.id, keep="b" * 64)
+    with pytest.raises(Unauthenticated, match="revoked"):
+        store.user_for_token("a" * 64, NOW)
+    assert store.user_for_token("b" * 64, NOW) == renamed
+    store.revoke_token("b" * 64)
+    with pytest.raises(Unauthenticated, match="revoked"):
+        store.user_for_token("b" * 64, NOW)
+
+
 def test_invitation_is_one_time_and_expires(store: Store) -> None:
     admin = user(store, "admin", is_admin=True)
     store.create_invitation("i" * 64, admin.id, NOW + timedelta(days=1))

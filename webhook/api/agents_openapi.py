@@ -22,7 +22,8 @@ def agent_schemas() -> dict[str, Any]:
                            error=_NULLABLE_S, size=_I, body=_S),
         "Node": _obj(node_id=_S, name=_S, created_at=_T, last_seen=_NULLABLE_T, agent_version=_S,
                      protocol_version={"type": "integer", "nullable": True},
-                     telemetry={**NodeTelemetry.model_json_schema(), "nullable": True}),
+                     telemetry={**NodeTelemetry.model_json_schema(), "nullable": True},
+                     pools={"type": "array", "items": _S}, token_expires_at=_T, revoked_at=_NULLABLE_T),
     }
 
 
@@ -34,7 +35,7 @@ def agent_paths() -> dict[str, dict[str, Any]]:
     report = NodeTelemetry.model_json_schema()
     raw = {"200": {"description": "The artifact's bytes.",
                    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
-    put_raw = _op("Node: write a checkpoint (raw bytes).", _ok(None, "204"), params=("kind", "name"))
+    put_raw = _op("Job token: write its own checkpoint (raw bytes).", _ok(None, "204"), params=("kind", "name"))
     put_raw["requestBody"] = {"required": True, "content": {"application/octet-stream": {
         "schema": {"type": "string", "format": "binary"}}}}
     return {
@@ -47,8 +48,9 @@ def agent_paths() -> dict[str, dict[str, Any]]:
         "/api/v1/jobs/{job_id}": {"get": _op("One job (its owner, an admin or a node).", _ok(job), params=("job_id",))},
         "/api/v1/jobs/{job_id}/cancel": {"post": _op("Cancel a queued job.", _ok(job), params=("job_id",))},
         "/api/v1/jobs/{job_id}/claim": {"post": _op(
-            "Node: start the job; returns a token of its owner for the job's Tracker.",
-            _ok(_obj(job=job, token=_S)), ClaimBody, params=("job_id",))},
+            "Node: start a queued job of its pools, once per broker delivery; returns the stored job, "
+            "a job token for its child (its run, bundle and checkpoint only) and the child's broker login.",
+            _ok(_obj(job=job, token=_S, amqp_url=_S)), ClaimBody, params=("job_id",))},
         "/api/v1/jobs/{job_id}/state": {"put": _op("Node: report the job's state.", _ok(job), StateBody,
                                                    params=("job_id",))},
         "/api/v1/dead-letters": {
@@ -62,12 +64,17 @@ def agent_paths() -> dict[str, dict[str, Any]]:
                         _ok(_obj(node_id=_S, name=_S, token=_S, created_at=_T), "201"), NodeBody),
         },
         "/api/v1/nodes/{node_id}": {"get": _op("Admin: one node.", _ok(node), params=("node_id",))},
+        "/api/v1/nodes/{node_id}/revoke": {"post": _op(
+            "Admin: revoke the node's token (HTTP at once, broker logins within the broker's cache TTL).",
+            _ok(node), params=("node_id",))},
         "/api/v1/nodes/hello": {"post": _op(
-            "Node: an agent starting; refused (400) unless its wire-contract version is accepted.",
-            _ok(_obj(node=node, protocol_versions={"type": "array", "items": _I})), report)},
+            "Node: an agent starting; refused (400) unless its wire-contract version is accepted. Records its "
+            "pools and names its broker login.",
+            _ok(_obj(node=node, protocol_versions={"type": "array", "items": _I}, amqp_url=_S)), report)},
         "/api/v1/nodes/telemetry": {"post": _op("Node: a telemetry report.", _ok(None, "204"), report)},
         "/api/v1/artifacts/{kind}/{name}": {
-            "get": _op("Node or admin: a bundle (bundles/<id>) or checkpoint (checkpoints/<job id>).", raw,
+            "get": _op("Admin, or a job token (its own): a bundle (bundles/<id>) or checkpoint (checkpoints/<job id>).",
+                       raw,
                        params=("kind", "name")),
             "put": put_raw,
         },

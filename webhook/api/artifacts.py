@@ -1,8 +1,9 @@
 """Artifacts: job bundles and checkpoints, as files under the data dir.
 
 Behind :class:`fitwire.agent.backends.StreamingArtifactStore`, so an object store can
-take the place of the files later. Nodes read anything and write checkpoints;
-bundles arrive with ``POST /api/v1/jobs``; admins may read.
+take the place of the files later. Bundles arrive with ``POST /api/v1/jobs``; a running
+job's token (its child) reads its own bundle and reads and writes its own checkpoint, and
+nothing else; admins may read. Node tokens touch no artifact: the job's child does the work.
 
 Artifacts go both ways as streams: an upload is copied to a temporary file next to
 its artifact in chunks and renamed over it only when complete, so a checkpoint of
@@ -47,11 +48,10 @@ def _key(kind: str, name: str) -> str:
 @raw_body
 @user_or_node
 def put_artifact(kind: str, name: str) -> tuple[str, int]:
-    if g.node is None:
-        raise PermissionDenied("Only trainer nodes write artifacts; submit bundles with POST /api/v1/jobs.")
     key = _key(kind, name)
-    if kind != "checkpoints":
-        raise PermissionDenied("Nodes write checkpoints only.")
+    if g.job is None or kind != "checkpoints" or name != g.job.job_id:
+        raise PermissionDenied("Only a running job writes an artifact: its own checkpoint, with its job token; "
+                               "submit bundles with POST /api/v1/jobs.")
     # Checkpoints of real models are far above the JSON body limit: this request has its own,
     # which Werkzeug's stream enforces (413, naming it) before or while the body is read.
     request.max_content_length = current_app.config["ARTIFACT_MAX_BYTES"]
@@ -66,9 +66,13 @@ def put_artifact(kind: str, name: str) -> tuple[str, int]:
 @bp.get("/artifacts/<kind>/<name>")
 @user_or_node
 def get_artifact(kind: str, name: str) -> Response:
-    if g.node is None and not g.user.is_admin:
-        raise PermissionDenied("Only trainer nodes and admins read artifacts.")
     key = _key(kind, name)
+    if g.job is not None:
+        own = name == g.job.job_id if kind == "checkpoints" else name == g.job.spec.get("bundle")
+        if not own:
+            raise PermissionDenied(f"This job token reads job {g.job.job_id}'s own bundle and checkpoint only.")
+    elif g.node is not None or not g.user.is_admin:
+        raise PermissionDenied("Only admins, and a running job (its own bundle and checkpoint), read artifacts.")
     stream = artifacts().open(key)
     if stream is None:
         raise DoesNotExist(f"No artifact {key!r}.")

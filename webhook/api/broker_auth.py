@@ -35,7 +35,14 @@ from flask import Blueprint, Response, current_app, request
 from flask.sansio.blueprints import BlueprintSetupState
 
 from fitwire.webhook.api.common import now, store
-from fitwire.webhook.broker_rules import NODE_PREFIX, Caller, resource_allowed, topic_allowed
+from fitwire.webhook.broker_rules import (
+    JOB_PREFIX,
+    NODE_PREFIX,
+    Caller,
+    JobScope,
+    resource_allowed,
+    topic_allowed,
+)
 from fitwire.webhook.security import hash_secret
 from fitwire.webhook.store.base import DoesNotExist, StoreError, Unauthenticated
 
@@ -101,7 +108,12 @@ def _find_caller(username: str) -> Caller | None:
     try:
         if username.startswith(NODE_PREFIX):
             node = store().get_node(username[len(NODE_PREFIX):])
-            return Caller(username, node_id=node.node_id)
+            return None if node.revoked_at is not None else Caller(username, node_id=node.node_id, pools=node.pools)
+        if username.startswith(JOB_PREFIX):
+            job = store().get_job(username[len(JOB_PREFIX):])
+            if job.state != "running":
+                return None
+            return Caller(username, job=JobScope(job.owner, job.model_key, job.run_id))
         user = store().get_credentials(username).user
     except DoesNotExist:
         return None
@@ -151,14 +163,18 @@ def _decide(check: Callable[[], bool], what: str) -> Response:
 def user() -> Response:
     """May ``username`` log in with the token ``password``?"""
 
+    from fitwire.webhook.api.nodes import live_node  # nodes imports this module's login_url
+
     def check() -> bool:
         username, token = _field("username"), _field("password")
         if not username or not token:
             return False
         token_hash = hash_secret(token)
         try:
-            if username.startswith(NODE_PREFIX):
-                return store().node_for_token(token_hash).node_id == username[len(NODE_PREFIX):]
+            if username.startswith(NODE_PREFIX):  # revoked and lapsed node tokens are refused
+                return live_node(token_hash).node_id == username[len(NODE_PREFIX):]
+            if username.startswith(JOB_PREFIX):  # a job token dies when its job leaves `running`
+                return store().job_for_token(token_hash).job_id == username[len(JOB_PREFIX):]
             return store().user_for_token(token_hash, now()).username == username
         except Unauthenticated:
             return False
@@ -193,8 +209,9 @@ def topic() -> Response:
     return _decide(check, "topic access")
 
 
-def user_broker_url(amqp_url: str, username: str, token: str) -> str:
-    """``amqp_url`` (the broker the webhook uses) with the user's own login instead of its credentials."""
+def login_url(amqp_url: str, username: str, token: str) -> str:
+    """``amqp_url`` (the broker the webhook uses) with a client's own login (a user, a node, a job's
+    child) instead of the webhook's credentials."""
     parts = urlsplit(amqp_url)
     host = parts.hostname or "localhost"
     if ":" in host:

@@ -15,9 +15,11 @@ from typing import Any
 from flask import Blueprint, g, request
 
 from fitwire.broker import DecodeError, EpochEnd, ProgressMessage, TrainBegin, TrainEnd, decode
+from fitwire.broker.messages import UnsupportedVersion, older_version, spoken_versions
 from fitwire.broker.topology import ANY_RUN
-from fitwire.webhook.api.common import ID_PATTERN, authenticated, run_json, store
-from fitwire.webhook.store.base import InvalidRequest, RunStart
+from fitwire.webhook.api.common import ID_PATTERN, run_json, store
+from fitwire.webhook.api.nodes import user_or_job
+from fitwire.webhook.store.base import InvalidRequest, PermissionDenied, RunStart
 
 bp = Blueprint("events", __name__, url_prefix="/api/v1")
 
@@ -49,12 +51,17 @@ def _check(event: TrainBegin | EpochEnd | TrainEnd) -> datetime:
 
 
 @bp.post("/events")
-@authenticated
+@user_or_job
 def post_event() -> tuple[dict[str, Any], int]:
     """200 ``{"run": Run}``; 201 when ``train_begin`` created the run."""
     try:
         # The progress union has a cached validator in fitwire.broker; a union of our own would not.
         event = decode(request.get_data(), ProgressMessage)
+    except UnsupportedVersion as exc:
+        # An old Tracker's runs would never receive a STOP (routing keys changed): say so, once, plainly.
+        remedy = "pip install -U fitwire" if older_version(exc.version) else "the server needs an upgrade"
+        raise InvalidRequest(f"This fitwire client speaks wire contract v{exc.version}; the server speaks "
+                             f"{spoken_versions()}: {remedy}.") from None
     except DecodeError as exc:
         raise InvalidRequest(f"The body is not a stored event: {exc}.") from None
     if not isinstance(event, STORED):
@@ -63,6 +70,10 @@ def post_event() -> tuple[dict[str, Any], int]:
             "send train_begin, epoch_end or train_end."
         )
     at = _check(event)
+    job = g.job
+    if job is not None and (event.run_id != job.run_id or event.model_key != job.model_key):
+        # a job token reports its own run only, whatever the job's code tries
+        raise PermissionDenied(f"This job token reports run {job.run_id} of model {job.model_key} only.")
     if isinstance(event, TrainBegin):
         start = RunStart(
             run_id=event.run_id,

@@ -8,8 +8,9 @@ from flask import Blueprint, current_app, g
 
 from fitwire import __version__
 from fitwire.broker.topology import SUPPORTED_VERSIONS
-from fitwire.webhook.api.broker_auth import user_broker_url
-from fitwire.webhook.api.common import authenticated, bearer_token, store, user_json
+from fitwire.webhook.api.broker_auth import login_url
+from fitwire.webhook.api.common import bearer_token, store, user_json
+from fitwire.webhook.api.nodes import job_login_url, user_or_job
 from fitwire.webhook.openapi import openapi_document
 
 bp = Blueprint("health", __name__)
@@ -23,7 +24,7 @@ def health() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/api/v1/session")
-@authenticated
+@user_or_job
 def session() -> tuple[dict[str, Any], int, dict[str, str]]:
     """Who the token is, and the broker with this user's own login (the Tracker and CLI learn it here).
 
@@ -33,8 +34,10 @@ def session() -> tuple[dict[str, Any], int, dict[str, str]]:
     hands out its ``AMQP_URL`` as it is.
     """
     amqp_url = current_app.config["AMQP_URL"]
-    if current_app.config["BROKER_LOGINS"] != "shared":
-        amqp_url = user_broker_url(amqp_url, g.user.username, bearer_token() or "")
+    if g.job is not None:  # a job's child: its owner, and the job's own broker login
+        amqp_url = job_login_url(g.job, bearer_token() or "")
+    elif current_app.config["BROKER_LOGINS"] != "shared":
+        amqp_url = login_url(amqp_url, g.user.username, bearer_token() or "")
     body = {"user": user_json(g.user), "amqp_url": amqp_url, "protocol_versions": list(SUPPORTED_VERSIONS)}
     return body, 200, {"Cache-Control": "no-store"}  # it carries a credential
 

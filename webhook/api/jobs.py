@@ -12,11 +12,10 @@ when, is :mod:`fitwire.webhook.api.job_verdicts`. Admins list and purge what
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any
 
 from flask import Blueprint, current_app, g, request
-from pydantic import StringConstraints, ValidationError
+from pydantic import Field, StringConstraints, ValidationError
 
 from fitwire.agent.backends import bundle_key
 from fitwire.agent.bundle import bundle_id
@@ -43,16 +42,23 @@ from fitwire.webhook.api.job_verdicts import (
     check_unschedulable,
     judge_waiting,
 )
-from fitwire.webhook.api.nodes import node_only, user_or_node
+from fitwire.webhook.api.nodes import job_login_url, node_only, user_or_node
 from fitwire.webhook.security import hash_secret, new_secret
-from fitwire.webhook.store.base import InvalidRequest, Job, Unavailable
+from fitwire.webhook.store.base import (
+    DoesNotExist,
+    InvalidRequest,
+    Job,
+    Node,
+    PermissionDenied,
+    Unavailable,
+)
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
 
 Pool = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-JOB_TOKEN_TTL = timedelta(days=7)
-"""The job's Tracker reports as the owner with this token; long enough for a long training."""
 MAX_BUNDLE_CHARS = 512 * 1024
+NODE_STATES = frozenset({"queued", "succeeded", "failed", "stopped", "dead", "unschedulable"})
+"""What a node may report; ``running`` is a claim, ``cancelled`` the owner's."""
 
 
 def job_json(job: Job) -> dict[str, Any]:
@@ -72,6 +78,9 @@ class SubmitBody(Body):
 
 class ClaimBody(Body):
     node_id: str | None = None
+    """Ignored: the job runs on the node whose token claims it."""
+    delivery: int = Field(0, ge=0, le=1_000_000)
+    """The job message's ``x-delivery-count`` (0 for its first delivery)."""
 
 
 class StateBody(Body):
@@ -155,10 +164,25 @@ def list_jobs() -> dict[str, Any]:
     return {"jobs": [job_json(j) for j in jobs]}
 
 
+def _node_job(node: Node, job_id: str) -> Job:
+    """A job a node may see: one of its pools' (any other is "no such job", ids do not leak)."""
+    job = store().get_job(job_id)
+    if job.pool not in node.pools and job.node_id != node.node_id:
+        raise DoesNotExist(f"No job with id {job_id!r}.")
+    return job
+
+
 @bp.get("/jobs/<job_id>")
 @user_or_node
 def get_job(job_id: str) -> dict[str, Any]:
-    owner = None if g.node is not None or g.user.is_admin else g.user.id
+    """The job: its owner's, an admin's, a node's of its pool, or its own job token's."""
+    if g.job is not None:
+        if g.job.job_id != job_id:
+            raise DoesNotExist(f"No job with id {job_id!r}.")
+        return job_json(store().get_job(job_id))
+    if g.node is not None:
+        return job_json(judge_waiting([_node_job(g.node, job_id)])[0])
+    owner = None if g.user.is_admin else g.user.id
     return job_json(judge_waiting([store().get_job(job_id, owner)])[0])
 
 
@@ -171,24 +195,43 @@ def cancel(job_id: str) -> dict[str, Any]:
 
 @bp.post("/jobs/<job_id>/claim")
 @node_only
-def claim(job_id: str) -> dict[str, Any]:
-    """A node starts the job: ``running``, plus a token of the owner for the job's Tracker."""
+def claim(job_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """A node starts the job. The broker message is only a pointer: the job (spec, run, owner) is
+    the stored one in the answer, with a job token for the job's child and its broker login.
+
+    Only a queued job of one of the node's pools, once per broker delivery (``delivery``: a job
+    whose agent died is redelivered with a higher count). The job token reports that job's run,
+    reads its bundle and reads and writes its checkpoint, nothing else, and dies when the job
+    leaves ``running``. A job id the store never saw is a 404.
+    """
     body = parse_body(ClaimBody)
-    job = store().set_job_state(job_id, "running", reason=None, node_id=body.node_id or g.node.node_id,
-                                now=now(), allowed_from=frozenset({"queued", "running"}))
+    job = _node_job(g.node, job_id)
+    if job.pool not in g.node.pools:
+        raise PermissionDenied(f"Job {job_id} is for pool {job.pool!r}; this node takes "
+                               f"{', '.join(g.node.pools) or 'no pool'}.")
     secret = new_secret()
-    store().create_token(job.owner_id, hash_secret(secret), now() + JOB_TOKEN_TTL)
-    return {"job": job_json(job), "token": secret}
+    job = store().claim_job(job_id, node_id=g.node.node_id, token_hash=hash_secret(secret),
+                            delivery=body.delivery, now=now())
+    answer = {"job": job_json(job), "token": secret, "amqp_url": job_login_url(job, secret)}
+    return answer, 200, {"Cache-Control": "no-store"}  # it carries a credential
 
 
 @bp.put("/jobs/<job_id>/state")
 @node_only
 def set_state(job_id: str) -> dict[str, Any]:
+    """A node reports a job: the one it runs (back to the queue, or how it ended), or, for a job of its
+    pools it does not hold, ``unschedulable`` (checked here) or ``dead`` (dead-lettered by the broker)."""
     body = parse_body(StateBody)
+    job = _node_job(g.node, job_id)
+    if body.state not in NODE_STATES:
+        raise PermissionDenied(f"A node cannot set a job {body.state}.")
+    held = job.state == "running" and job.node_id == g.node.node_id
+    if not held and body.state not in ("unschedulable", "dead"):
+        raise PermissionDenied(f"Job {job_id} is {job.state}{' on another node' if job.state == 'running' else ''}; "
+                               "a node reports only the job it runs.")
     if body.state == "unschedulable":  # an agent sees only itself; the webhook knows every registered node
-        check_unschedulable(store().get_job(job_id))
-    job = store().set_job_state(job_id, body.state, reason=body.reason, node_id=body.node_id or g.node.node_id,
-                                now=now())
+        check_unschedulable(job)
+    job = store().set_job_state(job_id, body.state, reason=body.reason, node_id=g.node.node_id, now=now())
     return job_json(job)
 
 

@@ -225,6 +225,10 @@ class Job:
     spec: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    claimed_delivery: int | None = None
+    """The broker delivery (``x-delivery-count``, 0 for the first) the job's current claim was for;
+    None until claimed. A redelivery after its agent died may claim it again, a second claim of
+    the same delivery may not."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,10 @@ class Node:
     agent_version: str
     protocol_version: int | None
     telemetry: dict[str, Any] | None
+    pools: tuple[str, ...] = ()
+    """The pools the agent said hello with: the only job queues the broker lets it consume."""
+    revoked_at: datetime | None = None
+    """When an admin revoked the node's token; a revoked node is refused on HTTP and on the broker."""
 
 
 # --- JSON helpers shared by the backends -------------------------------------------------
@@ -261,6 +269,17 @@ _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 def logs_from_json(logs: dict[str, Any]) -> dict[str, float | None]:
     """Stored logs back to floats (the inverse of :func:`to_wire_json` for flat metric logs)."""
     return {k: (_NON_FINITE[v] if isinstance(v, str) and v in _NON_FINITE else v) for k, v in logs.items()}
+
+
+def check_claim(job_id: str, state: str, claimed_delivery: int | None, delivery: int) -> None:
+    """Raise InvalidState unless a claim for broker delivery ``delivery`` may start the job (every backend)."""
+    if state == "queued":
+        return
+    if state == "running" and claimed_delivery is not None and delivery > claimed_delivery:
+        return  # the broker redelivered it: the agent that held it is gone
+    if state == "running":
+        raise InvalidState(f"Job {job_id} is running already (claimed for this delivery); it is not claimed twice.")
+    raise InvalidState(f"Job {job_id} is {state}; only a queued job can be claimed.")
 
 
 # --- the contract -----------------------------------------------------------------------
@@ -371,7 +390,9 @@ class Store(ABC):
 
         Raises:
             DoesNotExist: no such model for this owner.
-            AlreadyExists: the run id is used by another model.
+            AlreadyExists: the run id is used by another model, or reserved by a job of
+                another owner or model (run ids are reserved when a job is submitted, so
+                nobody can squat a queued job's run).
         """
 
     @abstractmethod
@@ -449,6 +470,23 @@ class Store(ABC):
         Raises: DoesNotExist; InvalidState (the job is in a state that does not allow it).
         """
 
+    @abstractmethod
+    def claim_job(self, job_id: str, *, node_id: str, token_hash: str, delivery: int, now: datetime) -> Job:
+        """A node starts the job: ``running`` on ``node_id``, with the job token hashed ``token_hash``.
+
+        Allowed for a ``queued`` job, or for a ``running`` one whose last claim was for an
+        earlier broker delivery (``delivery`` is the message's ``x-delivery-count``: the
+        agent that held it died and the broker handed the job on). The new token replaces
+        the previous one, which stops working at once.
+
+        Raises: DoesNotExist; InvalidState (ended, or already claimed for this delivery).
+        """
+
+    @abstractmethod
+    def job_for_token(self, token_hash: str) -> Job:
+        """The running job a job token belongs to. Raises: Unauthenticated (unknown, replaced, or the job
+        is not running: a job token dies when its job ends or goes back to the queue)."""
+
     def cancel_job(self, owner_id: str | None, job_id: str, now: datetime) -> Job:
         """Cancel a queued job (``owner_id`` None: an admin). Raises: DoesNotExist; InvalidState."""
         self.get_job(job_id, owner_id)
@@ -461,12 +499,21 @@ class Store(ABC):
 
     @abstractmethod
     def node_for_token(self, token_hash: str) -> Node:
-        """The node a node token belongs to. Raises: Unauthenticated."""
+        """The node a node token belongs to. Raises: Unauthenticated (unknown or revoked).
+
+        Expiry is the caller's: a node token lapses when its node has not been seen
+        (``last_seen``, else ``created_at``) for the server's ``FITWIRE_NODE_TOKEN_DAYS``."""
 
     @abstractmethod
     def report_node(self, node_id: str, telemetry: dict[str, Any], *, agent_version: str,
-                    protocol_version: int, now: datetime) -> Node:
-        """Keep the node's last report and last-seen time. Raises: DoesNotExist."""
+                    protocol_version: int, now: datetime, pools: tuple[str, ...] | None = None) -> Node:
+        """Keep the node's last report and last-seen time; ``pools`` (at hello) replaces its pools.
+
+        Raises: DoesNotExist."""
+
+    @abstractmethod
+    def revoke_node(self, node_id: str, now: datetime) -> Node:
+        """Revoke the node's token for good (revoking twice keeps the first time). Raises: DoesNotExist."""
 
     @abstractmethod
     def get_node(self, node_id: str) -> Node:

@@ -268,10 +268,14 @@ class FirestoreStore(FirestoreAgents, FirestoreUsers, Store):
         def begin(tx: Any) -> tuple[Run, bool]:
             model = self._model_doc(owner_id, start.model_key, tx)
             existing = run_ref.get(transaction=tx)
+            reserved = self._ref("job_runs", start.run_id).get(transaction=tx)
             if existing.exists:
                 if existing.get("model_key") != start.model_key:
                     raise AlreadyExists(f"The run id {start.run_id!r} belongs to another model.")
                 return _run(existing), False
+            if reserved.exists and (reserved.get("owner_id") != owner_id
+                                    or reserved.get("model_key") != start.model_key):
+                raise AlreadyExists(f"The run id {start.run_id!r} is reserved by a job of another model.")
             number = int(model.get("run_counter")) + 1
             data = {
                 "model_key": start.model_key, "owner_id": owner_id, "owner": model.get("owner"),

@@ -1,9 +1,11 @@
 """Jobs and nodes of the Firestore store, mixed into :class:`~fitwire.webhook.store.firestore.FirestoreStore`.
 
 Layout: ``jobs/{job_id}`` — owner_id, owner, run_id, pool, model_key, state,
-reason, node_id, spec, created_at, updated_at; ``nodes/{node_id}`` — name,
+reason, node_id, spec, created_at, updated_at, token_hash, claimed_delivery;
+``job_runs/{run_id}`` — ``{job_id, owner_id, model_key}`` (the run id a job reserves);
+``job_tokens/{sha256}`` — ``{job_id}``; ``nodes/{node_id}`` — name,
 token_hash, created_by, created_at, last_seen, agent_version,
-protocol_version, telemetry; ``node_tokens/{sha256}`` — ``{node_id}``.
+protocol_version, telemetry, pools, revoked_at; ``node_tokens/{sha256}`` — ``{node_id}``.
 A job's state changes in a transaction (read, check, write). Listing filters
 on one field and sorts here, so no composite index is needed.
 """
@@ -27,6 +29,7 @@ from fitwire.webhook.store.base import (
     JobState,
     Node,
     Unauthenticated,
+    check_claim,
 )
 
 T = TypeVar("T")
@@ -50,14 +53,16 @@ def _job(doc: Any) -> Job:
     return Job(job_id=doc.id, run_id=d["run_id"], pool=d["pool"], owner=d["owner"], owner_id=d["owner_id"],
                model_key=d["model_key"],
                state=d["state"], reason=d["reason"], node_id=d["node_id"], spec=d["spec"],
-               created_at=d["created_at"], updated_at=d["updated_at"])
+               created_at=d["created_at"], updated_at=d["updated_at"],
+               claimed_delivery=d.get("claimed_delivery"))
 
 
 def _node(doc: Any) -> Node:
     d = doc.to_dict()
     return Node(node_id=doc.id, name=d["name"], created_by=d["created_by"], created_at=d["created_at"],
                 last_seen=d["last_seen"], agent_version=d["agent_version"],
-                protocol_version=d["protocol_version"], telemetry=d["telemetry"])
+                protocol_version=d["protocol_version"], telemetry=d["telemetry"],
+                pools=tuple(d.get("pools") or ()), revoked_at=d.get("revoked_at"))
 
 
 class FirestoreAgents:
@@ -75,11 +80,17 @@ class FirestoreAgents:
         data = {"owner_id": owner_id, "owner": owner, "run_id": run_id, "pool": pool, "model_key": model_key,
                 "state": "queued", "reason": None, "node_id": None, "spec": spec, "created_at": now,
                 "updated_at": now}
-        try:
-            self._ref("jobs", job_id).create(data)
-        except (gexc.AlreadyExists, gexc.Conflict):
-            raise AlreadyExists(f"A job with id {job_id!r} exists already.") from None
-        return _job(self._ref("jobs", job_id).get())
+        job_ref, run_ref = self._ref("jobs", job_id), self._ref("job_runs", run_id)
+
+        def create(tx: Any) -> None:
+            if job_ref.get(transaction=tx).exists:
+                raise AlreadyExists(f"A job with id {job_id!r} exists already.")
+            tx.create(job_ref, data)
+            # the reservation that begin_run reads: nobody else may begin a run under this id
+            tx.set(run_ref, {"job_id": job_id, "owner_id": owner_id, "model_key": model_key})
+
+        self._transact(create)
+        return _job(job_ref.get())
 
     @_translated
     def get_job(self, job_id: str, owner_id: str | None = None) -> Job:
@@ -119,6 +130,50 @@ class FirestoreAgents:
         return _job(ref.get())
 
     @_translated
+    def claim_job(self, job_id: str, *, node_id: str, token_hash: str, delivery: int, now: datetime) -> Job:
+        ref = self._ref("jobs", job_id)
+
+        def claim(tx: Any) -> None:
+            doc = ref.get(transaction=tx)
+            if not doc.exists:
+                raise DoesNotExist(f"No job with id {job_id!r}.")
+            d = doc.to_dict()
+            check_claim(job_id, d["state"], d.get("claimed_delivery"), delivery)
+            if d.get("token_hash"):
+                tx.delete(self._ref("job_tokens", d["token_hash"]))
+            tx.create(self._ref("job_tokens", token_hash), {"job_id": job_id})
+            tx.update(ref, {"state": "running", "reason": None, "node_id": node_id, "updated_at": now,
+                            "token_hash": token_hash, "claimed_delivery": delivery})
+
+        self._transact(claim)
+        return _job(ref.get())
+
+    @_translated
+    def job_for_token(self, token_hash: str) -> Job:
+        refusal = Unauthenticated("The job token is unknown, or its job is no longer running.")
+        claim = self._ref("job_tokens", token_hash).get()
+        if not claim.exists:
+            raise refusal
+        doc = self._ref("jobs", claim.get("job_id")).get()
+        if not doc.exists or doc.get("state") != "running" or doc.to_dict().get("token_hash") != token_hash:
+            raise refusal
+        return _job(doc)
+
+    @_translated
+    def revoke_node(self, node_id: str, now: datetime) -> Node:
+        ref = self._ref("nodes", node_id)
+
+        def revoke(tx: Any) -> None:
+            doc = ref.get(transaction=tx)
+            if not doc.exists:
+                raise DoesNotExist(f"No node {node_id!r}.")
+            if doc.to_dict().get("revoked_at") is None:
+                tx.update(ref, {"revoked_at": now})
+
+        self._transact(revoke)
+        return _node(ref.get())
+
+    @_translated
     def create_node(self, node_id: str, name: str, token_hash: str, created_by: str, now: datetime) -> Node:
         node_ref = self._ref("nodes", node_id)
         token_ref = self._ref("node_tokens", token_hash)
@@ -142,15 +197,21 @@ class FirestoreAgents:
             claim = None
         if claim is None or not claim.exists:
             raise Unauthenticated("The token is not a node token this server knows.")
-        return self.get_node(claim.get("node_id"))
+        node = self.get_node(claim.get("node_id"))
+        if node.revoked_at is not None:
+            raise Unauthenticated("This node's token was revoked; an admin creates a new node.")
+        return node
 
     @_translated
     def report_node(self, node_id: str, telemetry: dict[str, Any], *, agent_version: str,
-                    protocol_version: int, now: datetime) -> Node:
+                    protocol_version: int, now: datetime, pools: tuple[str, ...] | None = None) -> Node:
         ref = self._ref("nodes", node_id)
+        update: dict[str, Any] = {"telemetry": telemetry, "agent_version": agent_version,
+                                  "protocol_version": protocol_version, "last_seen": now}
+        if pools is not None:
+            update["pools"] = list(pools)
         try:
-            ref.update({"telemetry": telemetry, "agent_version": agent_version,
-                        "protocol_version": protocol_version, "last_seen": now})
+            ref.update(update)
         except gexc.NotFound:
             raise DoesNotExist(f"No node {node_id!r}.") from None
         return _node(ref.get())

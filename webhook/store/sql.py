@@ -21,13 +21,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from fitwire.webhook.security import TokenCache
 from fitwire.webhook.store import migrate
 from fitwire.webhook.store.base import (
     FINISHED,
@@ -48,6 +49,7 @@ from fitwire.webhook.store.base import (
 from fitwire.webhook.store.sql_agents import SqlAgents
 from fitwire.webhook.store.sql_schema import (
     EpochRow,
+    JobRow,
     ModelRow,
     RunRow,
     UserRow,
@@ -86,6 +88,39 @@ def make_engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5})
 
 
+# The statements of the hot path (every run's outbox sends its epochs and its end; every request
+# reads a run), built once with bind parameters: building one per call cost more CPU than running it.
+# Epochs and ends are one statement each under the writer lock, the ownership and state checks in
+# its WHERE, the run sent back read after the commit. On SQLite every statement the lock holder runs
+# gives up the interpreter lock and waits to get it back behind the request threads, so a read
+# first and ORM objects flushed made the hold, and the queue of writers behind it, several times longer.
+_RUN_OF_OWNER = (
+    select(RunRow, UserRow.username).join(ModelRow, ModelRow.key == RunRow.model_key)
+    .join(UserRow, UserRow.id == ModelRow.owner_id)
+    .where(RunRow.run_id == bindparam("run_id"), ModelRow.owner_id == bindparam("owner_id"))
+)
+_OWNED_LIVE_RUN = (
+    (RunRow.run_id == bindparam("p_run_id"))
+    & RunRow.model_key.in_(select(ModelRow.key).where(ModelRow.owner_id == bindparam("p_owner_id")))
+    & RunRow.status.not_in(bindparam("p_finished", expanding=True))
+)
+_END_RUN = update(RunRow).where(_OWNED_LIVE_RUN).values(
+    {name: bindparam(f"p_{name}", type_=RunRow.__table__.c[name].type)
+     for name in ("status", "reason", "ended_at", "final_logs")}
+)
+
+
+def _upsert_epoch(insert: Any) -> Any:
+    """``INSERT … SELECT … ON CONFLICT DO UPDATE`` of one epoch of an owned, live run (``insert``: the dialect's)."""
+    columns = EpochRow.__table__.c
+    row = select(RunRow.run_id, *(bindparam(f"p_{name}", type_=columns[name].type) for name in ("epoch", "logs", "ended_at")))
+    stmt = insert(EpochRow).from_select(["run_id", "epoch", "logs", "ended_at"], row.where(_OWNED_LIVE_RUN))
+    # One statement, so two deliveries of the same epoch cannot race into a duplicate key.
+    return stmt.on_conflict_do_update(
+        index_elements=["run_id", "epoch"], set_={"logs": stmt.excluded.logs, "ended_at": stmt.excluded.ended_at}
+    ).returning(EpochRow.epoch)  # a row when written (psycopg's rowcount of INSERT … SELECT is -1)
+
+
 class _RaceLost(StoreError):
     """Another transaction inserted the same run id first; the caller retries once."""
 
@@ -117,6 +152,8 @@ class SqlStore(SqlAgents, SqlUsers, Store):
         # sleeps (p99 in the hundreds of ms with 8 writers). Other processes still wait
         # through the busy timeout.
         self._writer_lock = threading.RLock() if self.kind == "sqlite" else contextlib.nullcontext()
+        self._upsert_epoch = _upsert_epoch(sqlite_insert if self.kind == "sqlite" else pg_insert)
+        self._tokens = TokenCache()
         if auto_create is None:
             auto_create = self.kind == "sqlite"
         try:
@@ -228,11 +265,7 @@ class SqlStore(SqlAgents, SqlUsers, Store):
     # --- runs and epochs ---------------------------------------------------------------------
 
     def _run(self, s: Session, owner_id: str, run_id: str) -> tuple[RunRow, str]:
-        found = s.execute(
-            select(RunRow, UserRow.username).join(ModelRow, ModelRow.key == RunRow.model_key)
-            .join(UserRow, UserRow.id == ModelRow.owner_id)
-            .where(RunRow.run_id == run_id, ModelRow.owner_id == owner_id)
-        ).first()
+        found = s.execute(_RUN_OF_OWNER, {"owner_id": owner_id, "run_id": run_id}).first()
         if found is None:
             raise DoesNotExist(f"No run with id {run_id!r}.")
         return found[0], found[1]
@@ -253,6 +286,9 @@ class SqlStore(SqlAgents, SqlUsers, Store):
                 if existing.model_key != model.key:
                     raise AlreadyExists(f"The run id {start.run_id!r} belongs to another model.")
                 return existing.to_entity(owner), False
+            reserved = s.scalar(select(JobRow).where(JobRow.run_id == start.run_id))
+            if reserved is not None and (reserved.owner_id != owner_id or reserved.model_key != model.key):
+                raise AlreadyExists(f"The run id {start.run_id!r} is reserved by a job of another model.")
             number = s.execute(
                 update(ModelRow).where(ModelRow.key == model.key)
                 .values(run_counter=ModelRow.run_counter + 1).returning(ModelRow.run_counter)
@@ -270,32 +306,37 @@ class SqlStore(SqlAgents, SqlUsers, Store):
                 raise _RaceLost(start.run_id) from None
             return row.to_entity(owner), True
 
+    def _refused(self, owner_id: str, run_id: str, what: str) -> Run:
+        """Why a write that matched no live run did nothing; the run itself when it has finished and ``what`` is ''.
+
+        Raises: DoesNotExist (not this owner's run), InvalidState (finished, and ``what`` it takes no more).
+        """
+        run = self.get_run(owner_id, run_id)
+        if what and run.status in FINISHED:
+            raise InvalidState(f"The run {run_id!r} has finished ({run.status}); it takes no more {what}.")
+        return run
+
     def upsert_epoch(
         self, owner_id: str, run_id: str, epoch: int, logs: dict[str, float | None], ended_at: datetime
     ) -> Run:
+        values = {"p_owner_id": owner_id, "p_run_id": run_id, "p_epoch": epoch, "p_logs": to_wire_json(logs),
+                  "p_ended_at": ended_at, "p_finished": sorted(FINISHED)}
         with self._session(write=True) as s:
-            run, owner = self._run(s, owner_id, run_id)
-            if run.status in FINISHED:
-                raise InvalidState(f"The run {run_id!r} has finished ({run.status}); it takes no more epochs.")
-            values = {"run_id": run_id, "epoch": epoch, "logs": to_wire_json(logs), "ended_at": ended_at}
-            # One statement, so two deliveries of the same epoch cannot race into a duplicate key.
-            insert = pg_insert if self.kind == "postgresql" else sqlite_insert
-            stmt = insert(EpochRow).values(**values)
-            s.connection().execute(stmt.on_conflict_do_update(
-                index_elements=["run_id", "epoch"], set_={"logs": stmt.excluded.logs, "ended_at": stmt.excluded.ended_at}
-            ))
-            return run.to_entity(owner)
+            written = s.connection().execute(self._upsert_epoch, values).first() is not None
+        if not written:
+            self._refused(owner_id, run_id, "epochs")
+        return self.get_run(owner_id, run_id)  # after the commit, outside the writer lock
 
     def end_run(
         self, owner_id: str, run_id: str, status: RunStatus, reason: str | None,
         logs: dict[str, float | None], ended_at: datetime,
     ) -> Run:
+        values = {"p_owner_id": owner_id, "p_run_id": run_id, "p_status": status, "p_reason": reason,
+                  "p_final_logs": to_wire_json(logs), "p_ended_at": ended_at, "p_finished": sorted(FINISHED)}
         with self._session(write=True) as s:
-            run, owner = self._run(s, owner_id, run_id)
-            if run.status not in FINISHED:
-                run.status, run.reason, run.ended_at = status, reason, ended_at
-                run.final_logs = to_wire_json(logs)
-            return run.to_entity(owner)
+            s.connection().execute(_END_RUN, values)
+        # ended now, or before (a resent end changes nothing); DoesNotExist when not the owner's run
+        return self._refused(owner_id, run_id, "")
 
     def get_run(self, owner_id: str, run_id: str) -> Run:
         with self._session() as s:

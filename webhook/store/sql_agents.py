@@ -25,6 +25,7 @@ from fitwire.webhook.store.base import (
     JobState,
     Node,
     Unauthenticated,
+    check_claim,
 )
 from fitwire.webhook.store.sql_schema import JobRow, ModelRow, NodeRow, UserRow
 
@@ -87,6 +88,33 @@ class SqlAgents:
                 row.node_id = node_id
             return row.to_entity(owner)
 
+    def claim_job(self, job_id: str, *, node_id: str, token_hash: str, delivery: int, now: datetime) -> Job:
+        with self._session(write=True) as s:
+            row, owner = self._job(s, job_id, None, lock=True)
+            check_claim(job_id, row.state, row.claimed_delivery, delivery)
+            row.state, row.reason, row.node_id, row.updated_at = "running", None, node_id, now
+            row.token_hash, row.claimed_delivery = token_hash, delivery
+            return row.to_entity(owner)
+
+    def job_for_token(self, token_hash: str) -> Job:
+        with self._session() as s:
+            found = s.execute(
+                select(JobRow, UserRow.username).join(UserRow, UserRow.id == JobRow.owner_id)
+                .where(JobRow.token_hash == token_hash)
+            ).first()
+            if found is None or found[0].state != "running":
+                raise Unauthenticated("The job token is unknown, or its job is no longer running.")
+            return found[0].to_entity(found[1])
+
+    def revoke_node(self, node_id: str, now: datetime) -> Node:
+        with self._session(write=True) as s:
+            row = s.get(NodeRow, node_id)
+            if row is None:
+                raise DoesNotExist(f"No node {node_id!r}.")
+            if row.revoked_at is None:
+                row.revoked_at = now
+            return row.to_entity()
+
     def create_node(self, node_id: str, name: str, token_hash: str, created_by: str, now: datetime) -> Node:
         with self._session(write=True) as s:
             row = NodeRow(node_id=node_id, name=name, token_hash=token_hash, created_by=created_by,
@@ -100,16 +128,20 @@ class SqlAgents:
             row = s.scalar(select(NodeRow).where(NodeRow.token_hash == token_hash))
             if row is None:
                 raise Unauthenticated("The token is not a node token this server knows.")
+            if row.revoked_at is not None:
+                raise Unauthenticated("This node's token was revoked; an admin creates a new node.")
             return row.to_entity()
 
     def report_node(self, node_id: str, telemetry: dict[str, Any], *, agent_version: str,
-                    protocol_version: int, now: datetime) -> Node:
+                    protocol_version: int, now: datetime, pools: tuple[str, ...] | None = None) -> Node:
         with self._session(write=True) as s:
             row = s.get(NodeRow, node_id)
             if row is None:
                 raise DoesNotExist(f"No node {node_id!r}.")
             row.telemetry, row.agent_version, row.protocol_version, row.last_seen = (
                 telemetry, agent_version, protocol_version, now)
+            if pools is not None:
+                row.pools = list(pools)
             return row.to_entity()
 
     def get_node(self, node_id: str) -> Node:

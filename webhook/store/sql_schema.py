@@ -174,7 +174,7 @@ class JobRow(Base):
 
     job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    run_id: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(64), index=True)  # begin_run checks the reservation
     pool: Mapped[str] = mapped_column(String(64))
     model_key: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))
@@ -183,13 +183,16 @@ class JobRow(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The hash of the current job token (one per claim) and the broker delivery it was claimed for.
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    claimed_delivery: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     def to_entity(self, owner: str) -> base.Job:
         return base.Job(
             job_id=self.job_id, run_id=self.run_id, pool=self.pool, owner=owner, owner_id=self.owner_id,
             model_key=self.model_key,
             state=self.state, reason=self.reason, node_id=self.node_id, spec=self.spec,  # type: ignore[arg-type]
-            created_at=self.created_at, updated_at=self.updated_at,
+            created_at=self.created_at, updated_at=self.updated_at, claimed_delivery=self.claimed_delivery,
         )
 
 
@@ -205,10 +208,13 @@ class NodeRow(Base):
     agent_version: Mapped[str] = mapped_column(String(64), default="")
     protocol_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     telemetry: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    pools: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     def to_entity(self) -> base.Node:
         return base.Node(
             node_id=self.node_id, name=self.name, created_by=self.created_by, created_at=self.created_at,
             last_seen=self.last_seen, agent_version=self.agent_version,
             protocol_version=self.protocol_version, telemetry=self.telemetry,
+            pools=tuple(self.pools or ()), revoked_at=self.revoked_at,
         )

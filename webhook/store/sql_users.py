@@ -12,10 +12,11 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fitwire.webhook.security import TokenCache
 from fitwire.webhook.store.base import (
     AlreadyExists,
     Credentials,
@@ -28,11 +29,19 @@ from fitwire.webhook.store.base import (
 )
 from fitwire.webhook.store.sql_schema import InvitationRow, TokenRow, UserRow
 
+# Every request looks its token up: built once, with a bind parameter (building it per call cost
+# more CPU than running it).
+_TOKEN_AND_USER = (
+    select(TokenRow, UserRow).join(UserRow, UserRow.id == TokenRow.user_id)
+    .where(TokenRow.token_hash == bindparam("token_hash"))
+)
+
 
 class SqlUsers:
     """The users-and-tokens part of the SQL store."""
 
     _session: Callable[..., AbstractContextManager[Session]]
+    _tokens: TokenCache  # users of recently looked-up tokens; every write to users or tokens here updates it
 
     # --- users -------------------------------------------------------------------------
 
@@ -92,11 +101,14 @@ class SqlUsers:
         with self._session(write=True) as s:
             row = self._user_row(s, user_id)
             row.display_name = display_name
-            return row.to_entity()
+            user = row.to_entity()
+        self._tokens.clear()
+        return user
 
     def set_password_hash(self, user_id: str, password_hash: str) -> None:
         with self._session(write=True) as s:
             self._user_row(s, user_id).password_hash = password_hash
+        self._tokens.clear()
 
     def count_users(self) -> int:
         with self._session() as s:
@@ -112,16 +124,19 @@ class SqlUsers:
             return Token(user_id=user_id, expires_at=expires_at)
 
     def user_for_token(self, token_hash: str, now: datetime) -> User:
+        cached = self._tokens.get(token_hash, now)
+        if cached is not None:
+            return cached
+        generation = self._tokens.generation
         with self._session() as s:
-            found = s.execute(
-                select(TokenRow, UserRow).join(UserRow, UserRow.id == TokenRow.user_id)
-                .where(TokenRow.token_hash == token_hash)
-            ).first()
+            found = s.execute(_TOKEN_AND_USER, {"token_hash": token_hash}).first()
             if found is None or found[0].revoked_at is not None:
                 raise Unauthenticated("The token is unknown or revoked; log in again.")
             if found[0].expires_at <= now:
                 raise Unauthenticated("The token has expired; log in again.")
-            return found[1].to_entity()
+            user: User = found[1].to_entity()
+            self._tokens.put(token_hash, user, found[0].expires_at, generation)
+            return user
 
     def revoke_token(self, token_hash: str) -> None:
         with self._session(write=True) as s:
@@ -130,6 +145,7 @@ class SqlUsers:
                 .where(TokenRow.token_hash == token_hash, TokenRow.revoked_at.is_(None))
                 .values(revoked_at=func.now())
             )
+        self._tokens.forget(token_hash)
 
     def revoke_user_tokens(self, user_id: str, *, keep: str | None = None) -> None:
         with self._session(write=True) as s:
@@ -137,6 +153,7 @@ class SqlUsers:
             if keep is not None:
                 query = query.where(TokenRow.token_hash != keep)
             s.execute(query.values(revoked_at=func.now()))
+        self._tokens.clear()
 
     def create_invitation(self, invitation_hash: str, created_by: str, expires_at: datetime) -> Invitation:
         with self._session(write=True) as s:
