@@ -11,7 +11,10 @@ seconds:
   waiting: for the interpreter lock, for a core, for the disk);
 - ``auth``: looking the token up in the store;
 - ``lock_wait`` / ``lock_held``: waiting for, then holding, the SQLite store's writer
-  lock (the write transaction, its commit included).
+  lock (the write transaction, its commit included);
+- ``sockets``: waitress's open sockets (client connections, its listener and its
+  trigger) when the request started: at ``connection_limit`` waitress stops accepting,
+  and a new connection waits, unseen by any of the times above.
 
 The same app and waitress options as ``fitwire webhook serve``; bench only. With
 ``FITWIRE_BENCH_STORE=FILE.py:CLASS`` the app runs on that store class instead (built
@@ -89,6 +92,7 @@ def main(out: str, threads: int) -> None:
     import waitress
     from waitress.task import ThreadedTaskDispatcher
 
+    from fitwire.cli.webhook_cmd import waitress_options
     from fitwire.settings import Settings
     from fitwire.webhook import create_app
 
@@ -123,7 +127,8 @@ def main(out: str, threads: int) -> None:
                 channel = getattr(environ.get("waitress.client_disconnected"), "__self__", None)
                 queued = getattr(channel, "fitwire_queued", started)
                 records.append({**_request.parts, "t": started, "app": time.perf_counter() - started,
-                                "cpu": time.thread_time() - cpu, "queue": max(0.0, started - queued)})
+                                "cpu": time.thread_time() - cpu, "queue": max(0.0, started - queued),
+                                "sockets": len(getattr(channel, "_map", ()))})
             _request.parts = None
 
     app.wsgi_app = timed  # type: ignore[method-assign]
@@ -134,8 +139,12 @@ def main(out: str, threads: int) -> None:
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, dump)
-    waitress.serve(app, host=url.hostname or "127.0.0.1", port=url.port or 80, threads=threads, ident="fitwire",
-                   max_request_body_size=2 * settings.artifact_max_bytes)
+    if os.environ.get("FITWIRE_BENCH_SWITCH_INTERVAL"):  # how soon a thread waiting for the GIL gets it
+        sys.setswitchinterval(float(os.environ["FITWIRE_BENCH_SWITCH_INTERVAL"]))
+    options = waitress_options(settings, threads)
+    if os.environ.get("FITWIRE_BENCH_CONNECTION_LIMIT"):  # the code before a change
+        options["connection_limit"] = int(os.environ["FITWIRE_BENCH_CONNECTION_LIMIT"])
+    waitress.serve(app, host=url.hostname or "127.0.0.1", port=url.port or 80, **options)
 
 
 if __name__ == "__main__":

@@ -59,15 +59,23 @@ def _drive(cfg: dict[str, Any], results: Any) -> None:
         session_class = getattr(module, name)
     logging.getLogger("fitwire").setLevel(logging.ERROR)
     posts: list[float] = []
+    failed: list[str] = []
     original = requests.Session.post
 
     def timed_post(self: requests.Session, url: str, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            return original(self, url, *args, **kwargs)
+            response = original(self, url, *args, **kwargs)
+        except requests.RequestException as exc:
+            if url.endswith(EVENTS_PATH):
+                failed.append(type(exc).__name__)
+            raise
         finally:
             if url.endswith(EVENTS_PATH):
                 posts.append(time.perf_counter() - started)
+        if url.endswith(EVENTS_PATH) and not response.ok:
+            failed.append(f"HTTP {response.status_code}")
+        return response
 
     requests.Session.post = timed_post  # type: ignore[method-assign]  # what every outbox POST costs
     def settings_for(run_id: str) -> Settings:
@@ -106,7 +114,8 @@ def _drive(cfg: dict[str, Any], results: Any) -> None:
     for t in threads:
         t.join()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    results.put({"role": "driver", "runs": runs, "posts": posts, "cpu": usage.ru_utime + usage.ru_stime})
+    results.put({"role": "driver", "runs": runs, "posts": posts, "failed": failed,
+                 "cpu": usage.ru_utime + usage.ru_stime})
 
 
 # --- watcher processes -------------------------------------------------------------------------
@@ -231,7 +240,7 @@ def _outbox_left(data_dir: Path) -> int:
 
 def run(n_runs: int, seconds: float, drivers: int, watcher_procs: int, batch_rate: float,
         epoch_seconds: float, session: str = "", data_dir_per_run: bool = False, server_threads: int = 0,
-        store_class: str = "") -> dict[str, float]:
+        store_class: str = "", connection_limit: int = 0, switch_interval: float = 0.0) -> dict[str, float]:
     """One round; prints its report and returns its headline figures (ms; counts)."""
     from bench.bench_webhook import SERVER_THREADS, _server, _sqlite, _token_and_model
 
@@ -242,7 +251,7 @@ def run(n_runs: int, seconds: float, drivers: int, watcher_procs: int, batch_rat
     ctx = multiprocessing.get_context("spawn")
     timings = Path(tempfile.mkdtemp(prefix="fitwire-bench-scale-timings-")) / "in_app.txt"
     with tempfile.TemporaryDirectory(prefix="fitwire-bench-scale-") as tmp, _sqlite() as store_url, \
-            _server(store_url, timings, server_threads, store_class) as base:
+            _server(store_url, timings, server_threads, store_class, connection_limit, switch_interval) as base:
         token, model_key = _token_and_model(store_url, base)
         run_ids = [uuid.uuid4().hex for _ in range(n_runs)]
         results = ctx.Queue()
@@ -334,6 +343,11 @@ def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float
         print(f"  POST {EVENTS_PATH}: {len(posts)} requests for {records} records "
               f"({len(posts) / records:.1f}×), p50 {percentile(posts, 50):.0f} ms, "
               f"p99 {percentile(posts, 99):.0f} ms (target p99 < 100 ms)", flush=True)
+        failed: dict[str, int] = {}
+        for o in outs:
+            for what in o.get("failed", []):
+                failed[what] = failed.get(what, 0) + 1
+        print(f"    failed (the outbox retries them later): {failed or 'none'}", flush=True)
     if in_app:
         _report_server(in_app, server_threads)
     summary = {"stored": float(stored_total), "published": float(published), "watched": float(watched_total),
@@ -370,15 +384,25 @@ def _report_server(records: list[dict[str, float]], threads: int) -> None:
         tail = sum(r.get(part, 0.0) for r in slow) * 1000 / len(slow)
         print(f"      {label:30s} p50 {percentile(values, 50):6.1f}  p99 {percentile(values, 99):6.1f}  "
               f"max {max(values):6.0f}  (mean in the slowest 1%: {tail:6.1f})", flush=True)
+    sockets = [int(r.get("sockets", 0)) for r in records]
+    print(f"      open sockets in waitress: up to {max(sockets)} (at its connection_limit it accepts no more; "
+          "a new connection then waits unseen above)", flush=True)
 
 
-def _webhook_variant(text: str) -> tuple[str, int, str]:
-    """``LABEL=THREADS[,FILE.py:CLASS]`` → (label, waitress threads, store class spec)."""
+def _webhook_variant(text: str) -> tuple[str, int, int, float, str]:
+    """``LABEL=THREADS[/CONNECTIONS][~SWITCH_MS][,FILE.py:CLASS]`` → (label, threads, connection limit or 0,
+    the interpreter's switch interval in s or 0, store class)."""
     label, sep, rest = text.partition("=")
-    threads, _, store_class = rest.partition(",")
-    if not sep or not label or not threads.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r}: expected LABEL=THREADS[,FILE.py:CLASS]")
-    return label, int(threads), store_class
+    server, _, store_class = rest.partition(",")
+    server, _, switch_ms = server.partition("~")
+    threads, _, connections = server.partition("/")
+    try:
+        switch = float(switch_ms or 0) / 1000
+    except ValueError:
+        switch = -1.0
+    if not sep or not label or not threads.isdigit() or not (connections or "0").isdigit() or switch < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LABEL=THREADS[/CONNECTIONS][~SWITCH_MS][,FILE.py:CLASS]")
+    return label, int(threads), int(connections or 0), switch, store_class
 
 
 def _compare(rows: list[tuple[str, dict[str, float]]]) -> None:
@@ -410,11 +434,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smoke: 10 runs for 8 s")
     parser.add_argument("--data-dir-per-run", action="store_true",
                         help="each run its own data dir (so its own outbox), unlike runs on one host")
-    parser.add_argument("--server-threads", type=int, default=0,
-                        help="waitress threads of the webhook [default: fitwire webhook serve's]")
     parser.add_argument("--webhook", action="append", type=_webhook_variant, default=[],
-                        metavar="LABEL=THREADS[,FILE.py:CLASS]",
-                        help="a webhook variant (waitress threads, and a store class from a file outside the repo); "
+                        metavar="LABEL=THREADS[/CONNECTIONS][~SWITCH_MS][,FILE.py:CLASS]",
+                        help="a webhook variant: waitress threads, its connection limit [default: fitwire webhook "
+                             "serve's], the interpreter's switch interval (sys.setswitchinterval, ms), a store class "
+                             "from a file outside the repo (e.g. the code before a change); "
                              "repeat to compare, the variants alternating round by round")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of each --webhook variant")
     parser.add_argument("--session", default="", metavar="FILE.py:CLASS",
@@ -425,14 +449,15 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("fitwire").setLevel(logging.ERROR)
     require_broker()
     os.environ.setdefault("FITWIRE_AMQP_URL", amqp_url())  # the webhook announces it to the runs
-    variants = args.webhook or [("", args.server_threads, "")]
+    variants = args.webhook or [("", 0, 0, 0.0, "")]
     rows: list[tuple[str, dict[str, float]]] = []
     for round_no in range(args.rounds):
-        for label, threads, store_class in variants:
+        for label, threads, connections, switch, store_class in variants:
             if label:
                 print(f"\n=== {label} (round {round_no + 1}/{args.rounds}) ===", flush=True)
             rows.append((label, run(args.runs, args.seconds, args.drivers, args.watcher_processes, args.batch_rate,
-                                    args.epoch_seconds, args.session, args.data_dir_per_run, threads, store_class)))
+                                    args.epoch_seconds, args.session, args.data_dir_per_run, threads, store_class,
+                                    connections, switch)))
     if len(variants) > 1 or args.rounds > 1:
         _compare(rows)
 

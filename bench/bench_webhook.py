@@ -27,11 +27,12 @@ from pathlib import Path
 import requests
 
 from fitwire.broker import EpochEnd, TrainBegin, encode
+from fitwire.cli.webhook_cmd import DEFAULT_THREADS
 
 SECONDS = 8.0
 WARMUP_SECONDS = 1.0
 CLIENTS = (1, 8)
-SERVER_THREADS = 8
+SERVER_THREADS = DEFAULT_THREADS  # fitwire webhook serve's
 POSTGRES_ADMIN_URL = os.environ.get("FITWIRE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -75,16 +76,23 @@ def _postgres() -> Iterator[str]:
 
 @contextmanager
 def _server(store_url: str, timings: Path | None = None, threads: int = SERVER_THREADS,
-            store_class: str = "") -> Iterator[str]:
+            store_class: str = "", connection_limit: int = 0, switch_interval: float = 0.0) -> Iterator[str]:
     """``fitwire webhook serve`` on ``store_url`` in a subprocess; its base URL.
 
     With ``timings``, the same app under ``bench._timed_webhook``, which writes each
     ``POST /api/v1/events``'s time inside the app to that file when it ends.
     """
     port = _free_port()
-    env = {**os.environ, "FITWIRE_STORE": store_url, "FITWIRE_WEBHOOK_URL": f"http://127.0.0.1:{port}"}
-    if store_class:  # only the timed server takes one (bench._timed_webhook)
+    # The bench's broker is a developer broker (guest), not one that asks this webhook about logins:
+    # the webhook hands the runs its URL as is.
+    env = {**os.environ, "FITWIRE_STORE": store_url, "FITWIRE_WEBHOOK_URL": f"http://127.0.0.1:{port}",
+           "FITWIRE_BROKER_LOGINS": "shared"}
+    if store_class:  # only the timed server takes these (bench._timed_webhook)
         env["FITWIRE_BENCH_STORE"] = store_class
+    if connection_limit:
+        env["FITWIRE_BENCH_CONNECTION_LIMIT"] = str(connection_limit)
+    if switch_interval:
+        env["FITWIRE_BENCH_SWITCH_INTERVAL"] = str(switch_interval)
     command = ([sys.executable, "-m", "bench._timed_webhook", "serve", str(timings), str(threads)]
                if timings else [str(Path(sys.executable).with_name("fitwire")), "webhook", "serve",
                                 "--threads", str(threads)])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import typer
@@ -30,11 +30,36 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+DEFAULT_THREADS = 8
+DEFAULT_CONNECTION_LIMIT = 500
+
+
+def waitress_options(settings: Settings, threads: int = DEFAULT_THREADS,
+                     connection_limit: int = DEFAULT_CONNECTION_LIMIT) -> dict[str, Any]:
+    """The options ``serve`` gives waitress (bench/_timed_webhook.py serves the same)."""
+    return {
+        "threads": threads,
+        "ident": "fitwire",
+        # Every live run keeps one connection open (its outbox sends an epoch every few
+        # seconds). At waitress's default limit of 100 sockets, the 99th run's connection
+        # waited unaccepted until its request timed out. poll(), not select(): select
+        # cannot watch descriptors past 1024.
+        "connection_limit": connection_limit,
+        "asyncore_use_poll": True,
+        # waitress buffers a whole body (spilling to disk) before the app sees it, and answers bodies over
+        # its own limit (1 GiB by default) with a plain-text 413. Its limit is a backstop at twice the
+        # artifact limit, so that an upload just over the stated limit still gets the app's JSON 413.
+        "max_request_body_size": 2 * settings.artifact_max_bytes,
+    }
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on [default: FITWIRE_WEBHOOK_URL's host].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [default: FITWIRE_WEBHOOK_URL's port].")] = None,
-    threads: Annotated[int, typer.Option(min=1, max=256, help="Worker threads of the WSGI server.")] = 8,
+    threads: Annotated[int, typer.Option(min=1, max=256, help="Worker threads of the WSGI server.")] = DEFAULT_THREADS,
+    connection_limit: Annotated[int, typer.Option(
+        min=10, max=100_000, help="Open client connections at most; each live run keeps one.")] = DEFAULT_CONNECTION_LIMIT,
 ) -> None:
     """Serve the webhook with waitress (a production WSGI server) on FITWIRE_STORE."""
     import waitress
@@ -50,11 +75,7 @@ def serve(
     except FitwireError as exc:
         raise _fail(exc) from None
     err.print(f"fitwire webhook on http://{host}:{port} (store: {application.extensions['fitwire_store'].kind})")
-    # waitress buffers a whole body (spilling to disk) before the app sees it, and answers bodies over
-    # its own limit (1 GiB by default) with a plain-text 413. Its limit is a backstop at twice the
-    # artifact limit, so that an upload just over the stated limit still gets the app's JSON 413.
-    waitress.serve(application, host=host, port=port, threads=threads, ident="fitwire",
-                   max_request_body_size=2 * settings.artifact_max_bytes)
+    waitress.serve(application, host=host, port=port, **waitress_options(settings, threads, connection_limit))
 
 
 @app.command("create-admin")

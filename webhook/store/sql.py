@@ -28,7 +28,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fitwire.webhook.security import TokenCache
 from fitwire.webhook.store import migrate
 from fitwire.webhook.store.base import (
     FINISHED,
@@ -99,6 +98,7 @@ _RUN_OF_OWNER = (
     .join(UserRow, UserRow.id == ModelRow.owner_id)
     .where(RunRow.run_id == bindparam("run_id"), ModelRow.owner_id == bindparam("owner_id"))
 )
+# p_: an INSERT's or UPDATE's bind parameter may not share a column's name.
 _OWNED_LIVE_RUN = (
     (RunRow.run_id == bindparam("p_run_id"))
     & RunRow.model_key.in_(select(ModelRow.key).where(ModelRow.owner_id == bindparam("p_owner_id")))
@@ -153,7 +153,6 @@ class SqlStore(SqlAgents, SqlUsers, Store):
         # through the busy timeout.
         self._writer_lock = threading.RLock() if self.kind == "sqlite" else contextlib.nullcontext()
         self._upsert_epoch = _upsert_epoch(sqlite_insert if self.kind == "sqlite" else pg_insert)
-        self._tokens = TokenCache()
         if auto_create is None:
             auto_create = self.kind == "sqlite"
         try:
@@ -306,16 +305,6 @@ class SqlStore(SqlAgents, SqlUsers, Store):
                 raise _RaceLost(start.run_id) from None
             return row.to_entity(owner), True
 
-    def _refused(self, owner_id: str, run_id: str, what: str) -> Run:
-        """Why a write that matched no live run did nothing; the run itself when it has finished and ``what`` is ''.
-
-        Raises: DoesNotExist (not this owner's run), InvalidState (finished, and ``what`` it takes no more).
-        """
-        run = self.get_run(owner_id, run_id)
-        if what and run.status in FINISHED:
-            raise InvalidState(f"The run {run_id!r} has finished ({run.status}); it takes no more {what}.")
-        return run
-
     def upsert_epoch(
         self, owner_id: str, run_id: str, epoch: int, logs: dict[str, float | None], ended_at: datetime
     ) -> Run:
@@ -323,9 +312,10 @@ class SqlStore(SqlAgents, SqlUsers, Store):
                   "p_ended_at": ended_at, "p_finished": sorted(FINISHED)}
         with self._session(write=True) as s:
             written = s.connection().execute(self._upsert_epoch, values).first() is not None
-        if not written:
-            self._refused(owner_id, run_id, "epochs")
-        return self.get_run(owner_id, run_id)  # after the commit, outside the writer lock
+        run = self.get_run(owner_id, run_id)  # after the commit, outside the writer lock; DoesNotExist: not theirs
+        if not written:  # the owner's run, so its state refused the epoch: it has finished
+            raise InvalidState(f"The run {run_id!r} has finished ({run.status}); it takes no more epochs.")
+        return run
 
     def end_run(
         self, owner_id: str, run_id: str, status: RunStatus, reason: str | None,
@@ -336,7 +326,7 @@ class SqlStore(SqlAgents, SqlUsers, Store):
         with self._session(write=True) as s:
             s.connection().execute(_END_RUN, values)
         # ended now, or before (a resent end changes nothing); DoesNotExist when not the owner's run
-        return self._refused(owner_id, run_id, "")
+        return self.get_run(owner_id, run_id)
 
     def get_run(self, owner_id: str, run_id: str) -> Run:
         with self._session() as s:

@@ -41,7 +41,15 @@ class SqlUsers:
     """The users-and-tokens part of the SQL store."""
 
     _session: Callable[..., AbstractContextManager[Session]]
-    _tokens: TokenCache  # users of recently looked-up tokens; every write to users or tokens here updates it
+
+    @property
+    def _tokens(self) -> TokenCache:
+        """Users of recently looked-up tokens; every write to users or tokens here updates it.
+
+        Made on first use, so the store's constructor need not know of it; ``setdefault`` keeps
+        two threads' first uses to one cache."""
+        cache = self.__dict__.get("_token_cache")
+        return cache if cache is not None else self.__dict__.setdefault("_token_cache", TokenCache())
 
     # --- users -------------------------------------------------------------------------
 
