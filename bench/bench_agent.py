@@ -25,8 +25,9 @@ import uuid
 from pathlib import Path
 
 from fitwire.agent import LocalArtifacts, LocalJournal, declare_pool, submit
-from fitwire.broker import JobSpec, ProgressMessage, connect, decode
+from fitwire.broker import connect
 from fitwire.broker.topology import PROGRESS, job_queue, watcher_queue_arguments
+from fitwire.contract import JobSpec, ProgressMessage, decode
 from fitwire.settings import Settings
 
 BUNDLE = Path(__file__).resolve().parents[1] / "examples" / "jobs" / "tiny_mlp.py"

@@ -206,8 +206,8 @@ def _trial_marks(marks: list[tuple[float, str]], flag: float) -> dict[str, float
 
 
 def stop_to_halt(tmp: Path, trials: int, busy: int) -> None:
-    from fitwire.broker import Signal
     from fitwire.callback import Tracker
+    from fitwire.contract import Signal
     from tests.callback.helpers import SignalSender
 
     cfg = settings(tmp)

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import requests
 
-from fitwire.broker import EpochEnd, TrainBegin, encode
 from fitwire.cli.webhook_cmd import DEFAULT_THREADS
+from fitwire.contract import EpochEnd, TrainBegin, encode
 
 SECONDS = 8.0
 WARMUP_SECONDS = 1.0

@@ -160,9 +160,9 @@ def micro_costs() -> None:
     import pika
 
     from fitwire.broker import connect
-    from fitwire.broker.messages import Batch, encode
     from fitwire.broker.topology import PROGRESS
     from fitwire.callback.transport import numbers
+    from fitwire.contract.messages import Batch, encode
 
     logs = {"loss": np.float32(0.123), "mae": np.float32(0.456)}  # what Keras 3 hands a batch hook
     plain = {"loss": 0.123, "mae": 0.456}

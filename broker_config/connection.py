@@ -1,7 +1,7 @@
 """Connecting to RabbitMQ: heartbeats on, bounded retries with backoff, pika errors translated.
 
 pika's exceptions stop at this module: callers see :class:`BrokerUnavailable`
-or :class:`BrokerAccessRefused` (``fitwire.broker.errors``).
+or :class:`BrokerAccessRefused` (``fitwire.contract.errors``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from fitwire.broker.errors import BrokerAccessRefused, BrokerError, BrokerUnavailable
 from fitwire.broker.topology import Topology, declare
+from fitwire.contract.errors import BrokerAccessRefused, BrokerError, BrokerUnavailable
 
 log = logging.getLogger(__name__)
 

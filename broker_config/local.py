@@ -33,7 +33,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from fitwire.broker.connection import answers
-from fitwire.broker.errors import LocalBrokerError
 from fitwire.broker.node_config import (
     CONFIG_FILE,
     PLUGINS_FILE,
@@ -41,6 +40,7 @@ from fitwire.broker.node_config import (
     ensure_accounts,
     write_node_files,
 )
+from fitwire.contract.errors import LocalBrokerError
 
 log = logging.getLogger(__name__)
 

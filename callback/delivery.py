@@ -16,9 +16,9 @@ from pathlib import Path
 
 import requests
 
-from fitwire.broker.messages import MAX_NAME_CHARS, cut_text
 from fitwire.callback import _notices
 from fitwire.callback.outbox import Lease, Outbox, Record, remove_files
+from fitwire.contract.messages import MAX_NAME_CHARS, cut_text
 
 EVENTS_PATH = "/api/v1/events"
 CONNECT_TIMEOUT_S = 2.0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fitwire.broker.messages import Signal, learning_rate_problem
 from fitwire.callback.session import DEFAULT_MAX_BATCHES_PER_SECOND, RunSession
 from fitwire.callback.transport import FLUSH_S
+from fitwire.contract.messages import Signal, learning_rate_problem
 from fitwire.settings import Settings
 
 try:

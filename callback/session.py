@@ -44,7 +44,11 @@ from types import TracebackType
 from typing import Any, Literal
 
 from fitwire import credentials
-from fitwire.broker.messages import (
+from fitwire.callback import _notices, identity
+from fitwire.callback.outbox import Outbox, Record, claim_run_file, outbox_files
+from fitwire.callback.outbox_sender import OutboxSender
+from fitwire.callback.transport import FLUSH_S, EventQueue, Transport, numbers
+from fitwire.contract.messages import (
     MAX_NAME_CHARS,
     MAX_TEXT_CHARS,
     EpochEnd,
@@ -55,10 +59,6 @@ from fitwire.broker.messages import (
     encode,
     new_id,
 )
-from fitwire.callback import _notices, identity
-from fitwire.callback.outbox import Outbox, Record, claim_run_file, outbox_files
-from fitwire.callback.outbox_sender import OutboxSender
-from fitwire.callback.transport import FLUSH_S, EventQueue, Transport, numbers
 from fitwire.settings import Settings
 
 log = logging.getLogger(__name__)

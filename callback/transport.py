@@ -22,8 +22,10 @@ import pika.exceptions
 
 from fitwire.broker import topology
 from fitwire.broker.connection import Backoff, parameters, redact, translate_errors, use_topology
-from fitwire.broker.errors import BrokerAccessRefused, BrokerError, DecodeError
-from fitwire.broker.messages import (
+from fitwire.callback import _notices
+from fitwire.callback.identity import Identity
+from fitwire.contract.errors import BrokerAccessRefused, BrokerError, DecodeError
+from fitwire.contract.messages import (
     EpochBegin,
     EpochEnd,
     Heartbeat,
@@ -37,8 +39,6 @@ from fitwire.broker.messages import (
     encode,
     wire_number,
 )
-from fitwire.callback import _notices
-from fitwire.callback.identity import Identity
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from fitwire.broker import FitwireError
+from fitwire.contract import FitwireError
 from fitwire.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Run a trainer agent on this machine.")

@@ -29,15 +29,15 @@ import typer
 from rich.console import Console
 
 from fitwire import credentials
-from fitwire.broker import (
+from fitwire.broker.connection import choose_broker_url, redact
+from fitwire.cli.display import clean
+from fitwire.contract import (
     BrokerAccessRefused,
     BrokerError,
     BrokerUnavailable,
     FitwireError,
     SettingsError,
 )
-from fitwire.broker.connection import choose_broker_url, redact
-from fitwire.cli.display import clean
 from fitwire.settings import Settings
 
 EXIT_OK = 0

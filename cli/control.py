@@ -15,8 +15,6 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from fitwire.broker import Signal
-from fitwire.broker.messages import SignalAck, SignalAction, TrainEnd, learning_rate_problem
 from fitwire.cli import display
 from fitwire.cli.common import (
     Api,
@@ -29,6 +27,8 @@ from fitwire.cli.common import (
     reports_errors,
 )
 from fitwire.cli.wire import WatchQueue, run_pattern
+from fitwire.contract import Signal
+from fitwire.contract.messages import SignalAck, SignalAction, TrainEnd, learning_rate_problem
 
 STATUS_CHECK_S = 5.0
 """While waiting, how often to ask the webhook whether a run ended without answering (it finished first)."""

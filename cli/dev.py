@@ -6,8 +6,8 @@ import typer
 from rich.console import Console
 
 from fitwire.broker.connection import redact
-from fitwire.broker.errors import FitwireError
 from fitwire.broker.local import ensure_broker, local_status, stop_local
+from fitwire.contract.errors import FitwireError
 from fitwire.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Local development stack: broker, webhook.")

@@ -18,7 +18,6 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from fitwire.broker import JobSpec
 from fitwire.cli import display
 from fitwire.cli.common import (
     API,
@@ -32,6 +31,7 @@ from fitwire.cli.common import (
     reports_errors,
     settings,
 )
+from fitwire.contract import JobSpec
 
 app = typer.Typer(no_args_is_help=True, help="Submit and manage training jobs.")
 
@@ -39,7 +39,7 @@ LocalOption = Annotated[bool, typer.Option("--local", help="Use the data dir and
 JobArg = Annotated[str, typer.Argument(help="A job id (or a unique prefix of one, with --local).")]
 STATE_STYLE = {"queued": "yellow", "running": "cyan", "succeeded": "green", "failed": "red",
                "stopped": "magenta", "cancelled": "dim", "dead": "bold red", "unschedulable": "bold red"}
-"""A colour per state of ``fitwire.broker.messages.JOB_STATES`` (a test keeps the two together)."""
+"""A colour per state of ``fitwire.contract.messages.JOB_STATES`` (a test keeps the two together)."""
 
 
 def _local() -> tuple[Any, Any]:
@@ -187,7 +187,7 @@ def cancel(job: JobArg, local: LocalOption = False, server: ServerOption = None,
     """Cancel a queued job (a running one is stopped with `fitwire stop RUN`)."""
     if local:
         from fitwire.agent.jobs import cancel as cancel_job
-        from fitwire.broker import Job
+        from fitwire.contract import Job
 
         journal, _ = _local()
         record = _find(job, True, None, None)

@@ -39,8 +39,7 @@ SecondsOption = Annotated[float, typer.Option(min=1, help="With --broker: how lo
 
 def listen(amqp_url: str, seconds: float) -> list[dict[str, Any]]:
     """The nodes heard on ``fitwire.telemetry`` within ``seconds``, in the API's Node shape."""
-    from fitwire.broker import NodeTelemetry, connect, decode
-    from fitwire.broker.errors import DecodeError
+    from fitwire.broker import connect
     from fitwire.broker.topology import (
         TELEMETRY,
         TELEMETRY_WATCH,
@@ -48,6 +47,8 @@ def listen(amqp_url: str, seconds: float) -> list[dict[str, Any]]:
         telemetry_key,
         watcher_queue_arguments,
     )
+    from fitwire.contract import NodeTelemetry, decode
+    from fitwire.contract.errors import DecodeError
 
     conn = connect(amqp_url, name="fitwire-nodes")
     heard: dict[str, dict[str, Any]] = {}

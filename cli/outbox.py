@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from fitwire import credentials
-from fitwire.broker.errors import SettingsError
 from fitwire.callback.delivery import flush_leftovers
 from fitwire.callback.outbox import Lease, Outbox, outbox_dir, outbox_files
+from fitwire.contract.errors import SettingsError
 from fitwire.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="The Tracker's local outbox of unsent run records.")

@@ -27,8 +27,12 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from fitwire.broker import Backoff, BrokerError, BrokerUnavailable, Signal
-from fitwire.broker.messages import (
+from fitwire.broker import Backoff
+from fitwire.cli import display
+from fitwire.cli.common import EXIT_INTERRUPTED, EXIT_OK, Api, ApiError, CliError, Unreachable
+from fitwire.cli.wire import WatchQueue, run_pattern
+from fitwire.contract import BrokerError, BrokerUnavailable, Signal
+from fitwire.contract.messages import (
     Batch,
     EpochBegin,
     EpochEnd,
@@ -37,9 +41,6 @@ from fitwire.broker.messages import (
     TrainBegin,
     TrainEnd,
 )
-from fitwire.cli import display
-from fitwire.cli.common import EXIT_INTERRUPTED, EXIT_OK, Api, ApiError, CliError, Unreachable
-from fitwire.cli.wire import WatchQueue, run_pattern
 
 POLL_S = 0.2
 """How long one wait for broker events lasts; also how often staleness and timeouts are checked."""

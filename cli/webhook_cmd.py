@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import typer
 from rich.console import Console
 
-from fitwire.broker.errors import FitwireError
+from fitwire.contract.errors import FitwireError
 from fitwire.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Run and administer the webhook service.")

@@ -14,17 +14,8 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from fitwire.broker import (
-    BrokerUnavailable,
-    DecodeError,
-    ProgressMessage,
-    Signal,
-    connect,
-    decode,
-    encode,
-)
+from fitwire.broker import connect
 from fitwire.broker.connection import login_name, translate_errors, use_topology
-from fitwire.broker.messages import ProgressEvent, unpack
 from fitwire.broker.topology import (
     LIVE,
     PROGRESS,
@@ -34,6 +25,8 @@ from fitwire.broker.topology import (
     watcher_queue_arguments,
 )
 from fitwire.cli.common import broker_unreachable
+from fitwire.contract import BrokerUnavailable, DecodeError, ProgressMessage, Signal, decode, encode
+from fitwire.contract.messages import ProgressEvent, unpack
 
 log = logging.getLogger(__name__)
 

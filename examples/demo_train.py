@@ -24,8 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402  (after the thread settings above)
 import numpy as np  # noqa: E402
 
-from fitwire.broker import new_id  # noqa: E402
 from fitwire.callback import Tracker  # noqa: E402
+from fitwire.contract import new_id  # noqa: E402
 
 
 class Pace(keras.callbacks.Callback):

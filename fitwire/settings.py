@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fitwire.broker.errors import SettingsError
+from fitwire.contract.errors import SettingsError
 
 ENV_PREFIX = "FITWIRE_"
 

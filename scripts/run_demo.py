@@ -40,11 +40,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fitwire.broker import BrokerError, connect
+from fitwire.broker import connect
 from fitwire.broker.connection import login_name
-from fitwire.broker.messages import JOB_ENDED
 from fitwire.broker.node_config import WEBHOOK_USER
 from fitwire.broker.topology import job_queue
+from fitwire.contract import BrokerError
+from fitwire.contract.messages import JOB_ENDED
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

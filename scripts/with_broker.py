@@ -11,8 +11,8 @@ import os
 import subprocess
 import sys
 
-from fitwire.broker.errors import FitwireError
 from fitwire.broker.local import ensure_broker, stop_local
+from fitwire.contract.errors import FitwireError
 from fitwire.settings import Settings
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fitwire.broker.errors import SettingsError
+from fitwire.contract.errors import SettingsError
 from fitwire.settings import Settings, settings_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -39,20 +39,7 @@ from fitwire.agent.isolation import (
 )
 from fitwire.agent.jobs import HANDBACKS_HEADER, MISFIT_LIMIT, MISFITS_HEADER, publish_job
 from fitwire.agent.telemetry import Collector, GpuProbe, default_probe
-from fitwire.broker import (
-    Backoff,
-    BrokerError,
-    BrokerUnavailable,
-    DecodeError,
-    FitwireError,
-    GpuInfo,
-    Job,
-    NodeTelemetry,
-    connect,
-    decode,
-    encode,
-    translate_errors,
-)
+from fitwire.broker import Backoff, connect, translate_errors
 from fitwire.broker.topology import (
     JOBS_DEAD_WATCH,
     TELEMETRY,
@@ -60,6 +47,17 @@ from fitwire.broker.topology import (
     declare,
     job_queue,
     telemetry_key,
+)
+from fitwire.contract import (
+    BrokerError,
+    BrokerUnavailable,
+    DecodeError,
+    FitwireError,
+    GpuInfo,
+    Job,
+    NodeTelemetry,
+    decode,
+    encode,
 )
 
 log = logging.getLogger(__name__)

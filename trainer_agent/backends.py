@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from fitwire.broker import Job
-from fitwire.broker.messages import JOB_ENDED as TERMINAL_STATES  # noqa: F401 - re-exported
-from fitwire.broker.messages import JobState
+from fitwire.contract import Job
+from fitwire.contract.messages import JOB_ENDED as TERMINAL_STATES  # noqa: F401 - re-exported
+from fitwire.contract.messages import JobState
 
 
 def bundle_key(bundle_id: str) -> str:

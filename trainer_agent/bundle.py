@@ -6,7 +6,7 @@ import hashlib
 import types
 from typing import Any
 
-from fitwire.broker import FitwireError
+from fitwire.contract import FitwireError
 
 
 class BundleError(FitwireError):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fitwire.agent.backends import ArtifactStore, JobEvents, checkpoint_key
-from fitwire.broker import Job
+from fitwire.contract import Job
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import logging
 from typing import Any
 
 from fitwire.agent.backends import JobEvents
-from fitwire.broker import DecodeError, Job, decode
 from fitwire.broker.topology import DEAD_LETTERS, JOB_DELIVERY_LIMIT, JOBS_DEAD, declare
+from fitwire.contract import DecodeError, Job, decode
 
 log = logging.getLogger(__name__)
 

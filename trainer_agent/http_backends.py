@@ -16,7 +16,7 @@ from urllib.parse import quote
 import requests
 
 from fitwire.agent.backends import Claim, JobState
-from fitwire.broker import EpochEnd, FitwireError, Job, JobSpec, NodeTelemetry, encode
+from fitwire.contract import EpochEnd, FitwireError, Job, JobSpec, NodeTelemetry, encode
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fitwire.broker import FitwireError
+from fitwire.contract import FitwireError
 
 JOBS_DIR = "fitwire-jobs"
 SCRUBBED = ("FITWIRE_TOKEN", "FITWIRE_AMQP_URL")

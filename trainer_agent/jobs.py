@@ -9,8 +9,9 @@ import pika
 
 from fitwire.agent.backends import ArtifactStore, JobEvents, bundle_key
 from fitwire.agent.bundle import bundle_id
-from fitwire.broker import BrokerError, Job, JobSpec, connect, encode, translate_errors
+from fitwire.broker import connect, translate_errors
 from fitwire.broker.topology import JOBS, declare, job_pool_topology, job_queue
+from fitwire.contract import BrokerError, Job, JobSpec, encode
 
 HANDBACKS_HEADER = "x-fitwire-handbacks"
 """How often agents handed the job back unrun (no room now, shutting down); spends no delivery attempt."""

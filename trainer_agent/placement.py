@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fitwire.broker import GpuInfo, JobSpec
+from fitwire.contract import GpuInfo, JobSpec
 
 SIGNIFICANT_CHANGE_MB = 512
 """A GPU whose used memory moved by this much is reported at once (WebML's rule) and re-bid."""

@@ -32,7 +32,7 @@ from fitwire.agent.backends import (
 )
 from fitwire.agent.checkpoint import Checkpoint, make_callback, restore
 from fitwire.agent.isolation import drop_privileges
-from fitwire.broker import Job, decode
+from fitwire.contract import Job, decode
 
 log = logging.getLogger("fitwire.agent.runner")
 

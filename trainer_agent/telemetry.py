@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from fitwire.broker import PROTOCOL_VERSION, GpuInfo, NodeTelemetry
+from fitwire.contract import PROTOCOL_VERSION, GpuInfo, NodeTelemetry
 
 log = logging.getLogger(__name__)
 

@@ -79,7 +79,8 @@ def declare_shared_topology(amqp_url: str, pools: tuple[str, ...]) -> bool:
     shared exchange is also delete. A broker that is down now is not fatal (the webhook serves
     HTTP without it, and ``POST /jobs`` declares its pool again before publishing); it is logged.
     """
-    from fitwire.broker import BrokerError, connect, declare_all, translate_errors
+    from fitwire.broker import connect, declare_all, translate_errors
+    from fitwire.contract import BrokerError
 
     try:
         conn = connect(amqp_url, name="fitwire-webhook-topology", attempts=1)

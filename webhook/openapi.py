@@ -67,7 +67,7 @@ def openapi_document() -> dict[str, Any]:
 
     user, model, run, epoch = _ref("User"), _ref("Model"), _ref("Run"), _ref("Epoch")
     run_box = _obj(run=run)
-    event = {"type": "object", "description": "One encoded wire message (fitwire.broker.messages): "
+    event = {"type": "object", "description": "One encoded wire message (fitwire.contract.messages): "
              "train_begin, epoch_end or train_end.", "required": ["type", "run_id", "model_key"]}
     paths: dict[str, dict[str, Any]] = {
         "/health": {"get": _op("Service and store health.", _ok(_obj(status=_S, version=_S, store=_S)), auth=False)},

@@ -20,8 +20,9 @@ import pika
 import pytest
 
 from fitwire.agent import LocalArtifacts, LocalJournal, submit
-from fitwire.broker import Job, JobSpec, connect
+from fitwire.broker import connect
 from fitwire.broker.topology import job_queue
+from fitwire.contract import Job, JobSpec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobs"
 WAIT_S = 120.0

@@ -114,9 +114,10 @@ def test_sigterm_then_new_agent_finishes_the_job(fabric: Fabric) -> None:
 def test_stop_signal_ends_a_running_job_stopped(fabric: Fabric) -> None:
     import pika
 
-    from fitwire.broker import Signal, connect, encode
+    from fitwire.broker import connect
     from fitwire.broker.connection import login_name
     from fitwire.broker.topology import SIGNALS, owner_signal_key
+    from fitwire.contract import Signal, encode
 
     fabric.start_agent()
     job = fabric.submit("tiny_mlp.py", epochs=30, **SLOW)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from fitwire import __version__ as AGENT_VERSION
-from fitwire.broker import EpochEnd, NodeTelemetry, TrainBegin, encode
+from fitwire.contract import EpochEnd, NodeTelemetry, TrainBegin, encode
 
 from .hub import Hub
 

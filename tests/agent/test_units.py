@@ -11,7 +11,7 @@ from fitwire.agent.checkpoint import Checkpoint, capture, restore
 from fitwire.agent.deadletters import death_reason
 from fitwire.agent.placement import choose_gpus, consumer_priority, gpus_needed, significant_change
 from fitwire.agent.telemetry import Collector
-from fitwire.broker import JobSpec, NodeTelemetry, decode, encode
+from fitwire.contract import JobSpec, NodeTelemetry, decode, encode
 
 
 def spec(**kw: object) -> JobSpec:
@@ -108,7 +108,7 @@ def test_capacity_shortfall_tells_never_from_not_now() -> None:
 def test_job_spec_resource_fields_have_sane_maxima() -> None:
     from pydantic import ValidationError
 
-    from fitwire.broker.messages import MAX_GPU_MEMORY_MB
+    from fitwire.contract.messages import MAX_GPU_MEMORY_MB
 
     assert spec(gpu_memory_mb=MAX_GPU_MEMORY_MB).gpu_memory_mb == MAX_GPU_MEMORY_MB
     for bad in ({"gpu_memory_mb": 10**30}, {"gpus": 65}, {"gpus": -1}):
@@ -117,8 +117,8 @@ def test_job_spec_resource_fields_have_sane_maxima() -> None:
 
 
 def test_every_job_state_has_a_colour_in_the_cli() -> None:
-    from fitwire.broker.messages import JOB_ENDED, JOB_STATES
     from fitwire.cli.jobs import STATE_STYLE
+    from fitwire.contract.messages import JOB_ENDED, JOB_STATES
 
     assert set(STATE_STYLE) == set(JOB_STATES)
     assert "unschedulable" in JOB_ENDED and "queued" not in JOB_ENDED

@@ -10,9 +10,10 @@ from pathlib import Path
 import pika
 
 from fitwire.agent.telemetry import AGENT_VERSION
-from fitwire.broker import NodeTelemetry, connect, encode
+from fitwire.broker import connect
 from fitwire.broker.local import free_port
 from fitwire.broker.topology import JOBS, job_queue
+from fitwire.contract import NodeTelemetry, encode
 from fitwire.webhook import create_app
 from fitwire.webhook.security import hash_password
 from fitwire.webhook.store import open_store

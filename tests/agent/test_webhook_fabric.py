@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from fitwire.agent.telemetry import AGENT_VERSION
-from fitwire.broker import PROTOCOL_VERSION, GpuInfo, NodeTelemetry, encode
+from fitwire.contract import PROTOCOL_VERSION, GpuInfo, NodeTelemetry, encode
 
 from .conftest import EXAMPLES
 from .hub import Hub

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from fitwire.broker import BrokerAccessRefused, BrokerUnavailable, connect, new_id
+from fitwire.broker import connect
 from fitwire.broker.connection import Backoff, choose_broker_url, login_name, redact, use_topology
 from fitwire.broker.local import free_port
 from fitwire.broker.topology import Exchange, Topology
+from fitwire.contract import BrokerAccessRefused, BrokerUnavailable, new_id
 
 
 def test_nothing_listening_is_unavailable_after_bounded_retries() -> None:

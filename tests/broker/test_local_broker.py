@@ -123,7 +123,7 @@ def test_a_private_node_listens_on_loopback_only_and_has_no_guest(tmp_path: Path
 
 
 def test_a_bind_address_that_is_not_an_ipv4_address_names_the_variable() -> None:
-    from fitwire.broker.errors import SettingsError
+    from fitwire.contract.errors import SettingsError
     from fitwire.settings import Settings
 
     with pytest.raises(SettingsError, match="FITWIRE_BROKER_BIND"):

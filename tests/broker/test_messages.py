@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from fitwire.broker import messages as m
-from fitwire.broker.errors import DecodeError
-from fitwire.broker.topology import PROTOCOL_VERSION
+from fitwire.contract import messages as m
+from fitwire.contract.errors import DecodeError
+from fitwire.contract.version import PROTOCOL_VERSION
 
 LOGS = {"loss": 0.25, "acc": 1.0, "nan": math.nan, "inf": math.inf, "ninf": -math.inf, "none": None}
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pika
 import pytest
 
-from fitwire.broker import connect, declare_all, new_id
+from fitwire.broker import connect, declare_all
 from fitwire.broker import topology as t
+from fitwire.contract import new_id
 
 DEFINITIONS = Path(__file__).resolve().parents[2] / "broker_config" / "definitions.json"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fitwire.broker import Batch, connect, decode, encode, new_id
+from fitwire.broker import connect
 from fitwire.broker import topology as t
+from fitwire.contract import Batch, decode, encode, new_id
 
 
 def test_two_watchers_each_receive_every_message(amqp_url: str) -> None:

@@ -59,7 +59,7 @@ class Secured:
 def say_hello(web: LiveWebhook, node_token: str, *pools: str) -> dict[str, object]:
     """What an agent does first: ``POST /nodes/hello`` with its pools; the webhook's answer."""
     from fitwire.agent.telemetry import AGENT_VERSION
-    from fitwire.broker import NodeTelemetry, encode
+    from fitwire.contract import NodeTelemetry, encode
 
     report = NodeTelemetry(node_id="x", hostname="box", agent_version=AGENT_VERSION, pools=list(pools))
     answer = web.api("POST", "/api/v1/nodes/hello", node_token, data=encode(report))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pika
 import pytest
 
-from fitwire.broker import BrokerAccessRefused, connect
+from fitwire.broker import connect
 from fitwire.broker.topology import (
     PROGRESS,
     SIGNALS,
@@ -22,6 +22,7 @@ from fitwire.broker.topology import (
     progress_key,
     signal_queue_arguments,
 )
+from fitwire.contract import BrokerAccessRefused
 from tests.broker_auth.conftest import Secured, say_hello
 from tests.broker_auth.test_attacks import ACCESS_REFUSED, _ok, _publish, _refused
 

@@ -17,7 +17,7 @@ import pika.exceptions
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 
-from fitwire.broker import BrokerAccessRefused, connect, new_id
+from fitwire.broker import connect
 from fitwire.broker.topology import (
     JOBS,
     JOBS_DEAD,
@@ -32,6 +32,7 @@ from fitwire.broker.topology import (
     telemetry_key,
     watcher_queue_arguments,
 )
+from fitwire.contract import BrokerAccessRefused, new_id
 from tests.broker_auth.conftest import Login, Secured
 
 ACCESS_REFUSED = 403

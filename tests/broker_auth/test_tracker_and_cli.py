@@ -22,13 +22,14 @@ import pika.exceptions
 import pytest
 from typer.testing import CliRunner
 
-from fitwire.broker import BrokerAccessRefused, Signal, connect, encode, new_id
+from fitwire.broker import connect
 from fitwire.broker.connection import use_topology
-from fitwire.broker.messages import EpochEnd, TrainEnd
 from fitwire.broker.topology import LIVE, PROGRESS, Exchange, Topology, progress_key
 from fitwire.callback import Tracker
 from fitwire.cli.common import amqp_url_for
 from fitwire.cli.wire import WatchQueue, run_pattern
+from fitwire.contract import BrokerAccessRefused, Signal, encode, new_id
+from fitwire.contract.messages import EpochEnd, TrainEnd
 from fitwire.settings import Settings
 from tests.broker_auth.conftest import Login, Secured
 from tests.callback.helpers import Watcher, tiny_data, tiny_model

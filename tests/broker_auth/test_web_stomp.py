@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import websocket
 
-from fitwire.broker import new_id
 from fitwire.broker.topology import PROGRESS, SIGNALS, owner_signal_key, progress_key
+from fitwire.contract import new_id
 from tests.broker_auth.conftest import Login, Secured
 
 

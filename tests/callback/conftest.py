@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fitwire.broker import new_id
+from fitwire.contract import new_id
 from fitwire.settings import Settings
 from tests.callback.helpers import Watcher
 from tests.callback.receiver import Receiver

@@ -9,10 +9,11 @@ from typing import Any
 
 import pika
 
-from fitwire.broker import ProgressMessage, Signal, connect, decode, encode, topology
+from fitwire.broker import connect, topology
 from fitwire.broker.connection import login_name, use_topology
-from fitwire.broker.messages import unpack
 from fitwire.callback.identity import ANONYMOUS
+from fitwire.contract import ProgressMessage, Signal, decode, encode
+from fitwire.contract.messages import unpack
 
 
 class Watcher:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from fitwire.broker import DecodeError, decode
-from fitwire.broker.messages import EpochEnd, TrainBegin, TrainEnd
+from fitwire.contract import DecodeError, decode
+from fitwire.contract.messages import EpochEnd, TrainBegin, TrainEnd
 
 
 @dataclass

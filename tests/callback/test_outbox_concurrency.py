@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from fitwire.broker.messages import Signal
 from fitwire.callback import RunSession
 from fitwire.callback.outbox import outbox_files
 from fitwire.cli.main import app
+from fitwire.contract.messages import Signal
 from fitwire.settings import Settings
 from fitwire.webhook import create_app
 from fitwire.webhook.store import open_store

@@ -10,8 +10,8 @@ import keras
 import pytest
 
 from fitwire.broker.connection import login_name
-from fitwire.broker.messages import MAX_NAME_CHARS, Signal, decode, encode
 from fitwire.callback import RunSession, Tracker
+from fitwire.contract.messages import MAX_NAME_CHARS, Signal, decode, encode
 from fitwire.settings import Settings
 from tests.callback.conftest import warnings_of
 from tests.callback.helpers import fitwire_threads, send_signal, tiny_data, tiny_model

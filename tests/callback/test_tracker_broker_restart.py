@@ -11,10 +11,11 @@ from typing import Any
 import keras
 import pytest
 
-from fitwire.broker import Signal, connect, declare_all
-from fitwire.broker.errors import LocalBrokerError
+from fitwire.broker import connect, declare_all
 from fitwire.broker.local import LocalNode, free_port
 from fitwire.callback import Tracker
+from fitwire.contract import Signal
+from fitwire.contract.errors import LocalBrokerError
 from fitwire.settings import Settings
 from tests.callback.conftest import TOKEN, USER, warnings_of
 from tests.callback.helpers import Watcher, fitwire_threads, send_signal, tiny_data, tiny_model

@@ -10,10 +10,11 @@ from typing import Any
 import keras
 import pytest
 
-from fitwire.broker import Signal, topology
+from fitwire.broker import topology
 from fitwire.broker.connection import login_name
 from fitwire.callback import Tracker
 from fitwire.callback.identity import ANONYMOUS
+from fitwire.contract import Signal
 from fitwire.settings import Settings
 from tests.callback.conftest import TOKEN, USER
 from tests.callback.helpers import (

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from fitwire.broker import Signal
 from fitwire.callback import Tracker
+from fitwire.contract import Signal
 from fitwire.settings import Settings
 from tests.callback.helpers import SignalSender, Watcher, fitwire_threads, tiny_data
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fitwire.broker.messages import Batches, ProgressMessage, decode, unpack
 from fitwire.callback.outbox import Outbox, Record
 from fitwire.callback.transport import EventQueue, batch_groups, encode_batches, numbers
+from fitwire.contract.messages import Batches, ProgressMessage, decode, unpack
 
 
 def _batch(i: int) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fitwire.broker import TrainBegin, encode, new_id
+from fitwire.contract import TrainBegin, encode, new_id
 from tests.fixtures.webhook import LiveWebhook
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fitwire.broker import EpochEnd, TrainBegin, TrainEnd, encode, new_id
-from fitwire.broker.messages import Message
+from fitwire.contract import EpochEnd, TrainBegin, TrainEnd, encode, new_id
+from fitwire.contract.messages import Message
 from tests.cli.conftest import User
 
 

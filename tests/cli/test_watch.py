@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from fitwire.broker import Signal
 from fitwire.broker.connection import login_name
 from fitwire.cli.wire import WatchQueue, run_pattern
+from fitwire.contract import Signal
 from tests.cli.conftest import Cli, Fit, User, run_state, wait_for
 from tests.cli.events import recorded_run
 from tests.cli.proxy import DroppingProxy

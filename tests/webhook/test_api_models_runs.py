@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from flask.testing import FlaskClient
 
-from fitwire.broker import EpochEnd, TrainBegin, TrainEnd, encode
+from fitwire.contract import EpochEnd, TrainBegin, TrainEnd, encode
 from tests.webhook.conftest import error_of
 
 MODELS = "/api/v1/models"

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from fitwire import __version__ as AGENT_VERSION
-from fitwire.broker import NodeTelemetry, encode
+from fitwire.contract import NodeTelemetry, encode
 from fitwire.webhook.security import hash_password
 from fitwire.webhook.store import open_store
 from tests.fixtures.webhook import free_port

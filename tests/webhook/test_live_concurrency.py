@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from fitwire.broker import TrainBegin, encode
+from fitwire.contract import TrainBegin, encode
 from fitwire.webhook import create_app
 from fitwire.webhook.store import migrate, open_store
 from fitwire.webhook.store.sql import make_engine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from fitwire.broker import EpochEnd, TrainBegin, TrainEnd, encode
+from fitwire.contract import EpochEnd, TrainBegin, TrainEnd, encode
 from tests.fixtures.webhook import LiveWebhook
 
 

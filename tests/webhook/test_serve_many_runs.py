@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from fitwire.broker import EpochEnd, TrainBegin, encode
+from fitwire.contract import EpochEnd, TrainBegin, encode
 from fitwire.webhook.security import hash_password
 from fitwire.webhook.store import open_store
 from tests.fixtures.webhook import free_port

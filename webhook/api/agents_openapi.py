@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fitwire.broker import JobSpec, NodeTelemetry
-from fitwire.broker.messages import JOB_STATES
+from fitwire.contract import JobSpec, NodeTelemetry
+from fitwire.contract.messages import JOB_STATES
 from fitwire.webhook.openapi import _I, _S, _T, _obj, _ok, _op, _ref
 
 _NULLABLE_S = {"type": "string", "nullable": True}

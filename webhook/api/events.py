@@ -14,9 +14,9 @@ from typing import Any
 
 from flask import Blueprint, g, request
 
-from fitwire.broker import DecodeError, EpochEnd, ProgressMessage, TrainBegin, TrainEnd, decode
-from fitwire.broker.messages import UnsupportedVersion, older_version, spoken_versions
 from fitwire.broker.topology import ANY_RUN
+from fitwire.contract import DecodeError, EpochEnd, ProgressMessage, TrainBegin, TrainEnd, decode
+from fitwire.contract.messages import UnsupportedVersion, older_version, spoken_versions
 from fitwire.webhook.api.common import ID_PATTERN, run_json, store
 from fitwire.webhook.api.nodes import user_or_job
 from fitwire.webhook.store.base import InvalidRequest, PermissionDenied, RunStart

@@ -23,7 +23,7 @@ from flask import current_app
 from pydantic import ValidationError
 
 from fitwire.agent.placement import capacity_shortfall, fleet_shortfall
-from fitwire.broker import GpuInfo, JobSpec
+from fitwire.contract import GpuInfo, JobSpec
 from fitwire.webhook.api.common import now, store
 from fitwire.webhook.store.base import DoesNotExist, InvalidState, Job, Node
 

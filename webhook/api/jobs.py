@@ -21,9 +21,10 @@ from fitwire.agent.backends import bundle_key
 from fitwire.agent.bundle import bundle_id
 from fitwire.agent.deadletters import peek_dead_letters, purge_dead_letters
 from fitwire.agent.jobs import declare_pool, publish_job
-from fitwire.broker import BrokerError, JobSpec, connect, translate_errors
-from fitwire.broker import Job as WireJob
-from fitwire.broker.messages import JobState
+from fitwire.broker import connect, translate_errors
+from fitwire.contract import BrokerError, JobSpec
+from fitwire.contract import Job as WireJob
+from fitwire.contract.messages import JobState
 from fitwire.webhook.api.artifacts import artifacts
 from fitwire.webhook.api.common import (
     Body,

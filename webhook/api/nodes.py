@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, request
 
-from fitwire.broker import DecodeError, NodeTelemetry, decode, new_id
 from fitwire.broker.topology import SUPPORTED_VERSIONS, job_username, node_username
+from fitwire.contract import DecodeError, NodeTelemetry, decode, new_id
 from fitwire.webhook.api.broker_auth import login_url
 from fitwire.webhook.api.common import (
     Body,

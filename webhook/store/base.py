@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from fitwire.broker.errors import FitwireError
-from fitwire.broker.messages import JOB_ENDED as JOB_ENDED  # the store backends check it
-from fitwire.broker.messages import JobState
+from fitwire.contract.errors import FitwireError
+from fitwire.contract.messages import JOB_ENDED as JOB_ENDED  # the store backends check it
+from fitwire.contract.messages import JobState
 
 RunStatus = Literal["running", "completed", "stopped", "failed"]
 FINISHED: frozenset[str] = frozenset({"completed", "stopped", "failed"})

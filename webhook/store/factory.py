@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from fitwire.broker.errors import SettingsError
+from fitwire.contract.errors import SettingsError
 from fitwire.webhook.store.base import Store
 
 

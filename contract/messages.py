@@ -5,7 +5,7 @@ stay numbers. JSON has no NaN or infinity, so a non-finite metric is sent as the
 string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (what JavaScript's
 ``Number("NaN")`` and Python's ``float("NaN")`` both read back); ``decode``
 turns them into floats again. Any body that is not a valid message raises
-:class:`~fitwire.broker.errors.DecodeError`, and nothing else.
+:class:`~fitwire.contract.errors.DecodeError`, and nothing else.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from fitwire.broker.errors import DecodeError
-from fitwire.broker.topology import PROTOCOL_VERSION, SUPPORTED_VERSIONS
+from fitwire.contract.errors import DecodeError
+from fitwire.contract.version import PROTOCOL_VERSION, SUPPORTED_VERSIONS
 
 Logs = dict[str, float | None]
 """Keras-style metric logs: name → number (NaN/inf allowed, None when unknown)."""
