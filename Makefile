@@ -9,10 +9,10 @@ export FITWIRE_DATA_DIR ?= $(CURDIR)/.fitwire
 
 install: $(STAMP)
 
+# setuptools prints an informational notice (a UserWarning) on every editable install; silenced.
 $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# setuptools prints an informational notice (a UserWarning) on every editable install; not a problem.
 	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install -q -e '.[all,dev]'
 	touch $(STAMP)
 

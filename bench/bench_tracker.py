@@ -238,13 +238,13 @@ def stop_to_halt(tmp: Path, trials: int, busy: int) -> None:
                 sent["sent"] = time.perf_counter()
                 sender.send(Signal(action="stop", model_key="bench-stop", run_id=tracker.run_id))
 
-            hook = tracker._on_remote_stop
+            hook = tracker._stop
 
-            def timed_hook(signal: Any, hook: Any = hook, sent: dict[str, float] = sent) -> str:
+            def timed_hook(signal: Any, hook: Any = hook, sent: dict[str, float] = sent) -> tuple[bool, str]:
                 sent["flag"] = time.perf_counter()  # stop_training is set right after this
-                return str(hook(signal))
+                return hook(signal)  # type: ignore[no-any-return]
 
-            tracker._on_remote_stop = timed_hook
+            tracker._stop = timed_hook  # type: ignore[method-assign]
             thread = threading.Thread(target=stop_later, daemon=True)
             thread.start()
             model.fit(x, y, batch_size=batch, epochs=10_000, validation_data=(vx, vy), verbose=0,

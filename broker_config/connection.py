@@ -87,6 +87,7 @@ def connect(
     attempts: int = CONNECT_ATTEMPTS,
     name: str = "fitwire",
     heartbeat: int = HEARTBEAT_S,
+    timeout: float = CONNECT_TIMEOUT_S,
     sleep: Callable[[float], None] = time.sleep,
 ) -> pika.BlockingConnection:
     """Open a blocking connection, retrying a bounded number of times with backoff.
@@ -100,7 +101,7 @@ def connect(
     for attempt in range(1, attempts + 1):
         try:
             with translate_errors():
-                return pika.BlockingConnection(parameters(url, heartbeat=heartbeat, name=name))
+                return pika.BlockingConnection(parameters(url, heartbeat=heartbeat, name=name, timeout=timeout))
         except BrokerUnavailable as exc:
             last = exc
             if attempt < attempts:

@@ -18,6 +18,7 @@ import requests
 
 from fitwire.callback import _notices
 from fitwire.callback.outbox import Lease, Outbox, Record, remove_files
+from fitwire.client_api.http import http_session
 from fitwire.contract.messages import MAX_NAME_CHARS, cut_text
 
 EVENTS_PATH = "/api/v1/events"
@@ -111,7 +112,7 @@ def flush(
         stop: polled between records; True ends the pass.
     """
     notices = notices or _notices.Notices()
-    http = http or requests.Session()
+    http = http or http_session(retry=False)
     result = FlushResult()
     down: set[str] = set()
     blocked_runs: set[str] = set()

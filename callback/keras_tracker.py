@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fitwire.callback.session import DEFAULT_MAX_BATCHES_PER_SECOND, RunSession
+from fitwire.callback.session import DEFAULT_MAX_BATCHES_PER_SECOND, RunSession, SignalHandlers
 from fitwire.callback.transport import FLUSH_S
 from fitwire.contract.messages import Signal, learning_rate_problem
 from fitwire.settings import Settings
@@ -119,7 +119,7 @@ class Tracker(_Base):  # type: ignore[misc]
         if self.session is not None and not self.session.ended:
             # on_train_end never ran: the previous fit raised.
             self.session.end("failed", "fit raised before it ended")
-        self.session = RunSession(self.model_key, on_stop=self._on_remote_stop, **self._options)
+        self.session = RunSession(self.model_key, handlers=self._handlers(), **self._options)
         self._epoch, self._began, self._evaluating = 0, False, False
         self.session.open()
 
@@ -142,7 +142,7 @@ class Tracker(_Base):  # type: ignore[misc]
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         session = self.session
         if session is not None and session.has_pending:
-            self._apply_signals(session)
+            session.apply_signals()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         session = self.session
@@ -166,7 +166,7 @@ class Tracker(_Base):  # type: ignore[misc]
         if session is None:
             return
         if session.has_pending:
-            self._apply_signals(session)
+            session.apply_signals()
         session.log_epoch(epoch, logs)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
@@ -175,7 +175,7 @@ class Tracker(_Base):  # type: ignore[misc]
             return
         self._begin(self._epoch)
         if session.has_pending:
-            self._apply_signals(session)
+            session.apply_signals()
         if session.stop_requested:
             sender = session.stop_signal.sender if session.stop_signal else ""
             reason = f"STOP signal from {sender}" if sender else "STOP signal"
@@ -192,34 +192,28 @@ class Tracker(_Base):  # type: ignore[misc]
     def _fitting(self) -> bool:
         return self.session is not None and not self.session.ended
 
-    def _on_remote_stop(self, signal: Signal) -> str:
+    def _handlers(self) -> SignalHandlers:
+        """What a Keras fit does with each signal: the one table of them."""
+        return {
+            "stop": self._stop,
+            "set_lr": lambda signal: self._set_lr(signal.value),
+            "checkpoint": lambda signal: self._checkpoint(),
+        }
+
+    def _stop(self, signal: Signal) -> tuple[bool, str]:
         """Runs on the transport thread: Keras reads these flags after every step, so halt is one step away."""
         model = self._model
         if model is None:
-            return "stop requested before the model was set"
+            return True, "stop requested before the model was set"
         model.stop_training = True
         if self._evaluating:
             model.stop_evaluating = True
-            return "stop_training and stop_evaluating set: validation is cut short and fit ends"
-        return "stop_training set: fit ends after the current batch"
+            return True, "stop_training and stop_evaluating set: validation is cut short and fit ends"
+        return True, "stop_training set: fit ends after the current batch"
 
     def _cut_validation(self) -> None:
         if self.session is not None and self.session.stop_requested and self._model is not None:
             self._model.stop_evaluating = True
-
-    def _apply_signals(self, session: RunSession) -> None:
-        """On the training thread: changing the optimizer or saving the model mid-step is not safe elsewhere."""
-        for signal in session.pending_signals():
-            try:
-                if signal.action == "set_lr":
-                    ok, detail = self._set_lr(signal.value)
-                elif signal.action == "checkpoint":
-                    ok, detail = self._checkpoint()
-                else:
-                    ok, detail = False, f"unknown action {signal.action!r}"
-            except Exception as exc:  # a failed signal is answered, never raised into fit
-                ok, detail = False, f"{signal.action} failed: {type(exc).__name__}: {exc}"
-            session.ack(signal, ok, detail)
 
     def _set_lr(self, value: float | None) -> tuple[bool, str]:
         problem = learning_rate_problem(value)

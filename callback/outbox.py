@@ -299,11 +299,13 @@ class Outbox:
         cur = self._run(f"UPDATE records SET state = 'rejected', last_error = ? WHERE {where}", [error, *args])
         return cur.rowcount
 
-    def requeue_rejected(self, token: str | None = None) -> int:
-        """Make rejected records pending again; ``token`` replaces the token of those refused with 401."""
+    def requeue_rejected(self, token: str | None = None, server: str | None = None) -> int:
+        """Make rejected records pending again; ``token`` replaces the token of those bound for
+        ``server`` that it refused with 401 (a token goes only to the server that issued it)."""
         with self._tx() as db:
-            if token:
-                db.execute("UPDATE records SET token = ? WHERE state = 'rejected' AND last_error LIKE '401%'", (token,))
+            if token and server:
+                db.execute("UPDATE records SET token = ? WHERE state = 'rejected' AND last_error LIKE '401%' "
+                           "AND rtrim(server, '/') = ?", (token, server.rstrip("/")))
             cur = db.execute("UPDATE records SET state = 'pending', attempts = 0, next_at = 0 WHERE state = 'rejected'")
         return cur.rowcount
 

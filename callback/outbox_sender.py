@@ -22,6 +22,7 @@ import requests
 from fitwire.callback import _notices
 from fitwire.callback.delivery import READ_TIMEOUT_S, flush, flush_leftovers
 from fitwire.callback.outbox import RETRY_MAX_S, Lease, Outbox, Record, remove_files
+from fitwire.client_api.http import http_session
 
 LEFTOVER_SCAN_S = 60.0
 """How often a running fit looks for records that dead processes left behind (the first look is at once)."""
@@ -97,7 +98,7 @@ class OutboxSender(threading.Thread):
             if self._lease is not None:
                 self._lease.release()
             return
-        http = requests.Session()
+        http = http_session(retry=False)  # the outbox retries durably itself (backoff per record)
         try:
             self._loop(outbox, http)
         except Exception as exc:  # never let the outbox take the training down

@@ -41,13 +41,15 @@ import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from fitwire import credentials
 from fitwire.callback import _notices, identity
 from fitwire.callback.outbox import Outbox, Record, claim_run_file, outbox_files
 from fitwire.callback.outbox_sender import OutboxSender
 from fitwire.callback.transport import FLUSH_S, EventQueue, Transport, numbers
+from fitwire.client_api.http import token_for
+from fitwire.contract.enums import RunEnd, SignalAction
 from fitwire.contract.messages import (
     MAX_NAME_CHARS,
     MAX_TEXT_CHARS,
@@ -72,12 +74,15 @@ END_GRACE_S = 0.5
 """What the end of a run may take beyond ``outbox_wait`` (closing files and threads), whatever
 the webhook and the broker do; the README states the same bound."""
 
-Status = Literal["completed", "stopped", "failed"]
-
 UNAUTHENTICATED_SIGNAL = (
     "unauthenticated signal: it carries no user_id, so nobody vouches for its sender "
     "(fitwire stop/lr set it; RabbitMQ checks it against the sender's login)"
 )
+
+SignalHandler = Callable[[Signal], tuple[bool, str]]
+"""Acts on one signal; returns whether it did and what (the ack's ``ok`` and ``detail``)."""
+SignalHandlers = Mapping[SignalAction, SignalHandler]
+"""A run's one table of signal handlers, by action."""
 
 _OPEN: weakref.WeakSet[RunSession] = weakref.WeakSet()
 
@@ -99,8 +104,12 @@ class RunSession:
         flush_interval: longest a batch waits before it is published, in seconds;
             batches that come faster travel together in one ``batches`` message.
         outbox_wait: seconds ``end`` may wait for the webhook (default ``settings.outbox_wait``).
-        on_stop: called on the transport thread when a STOP arrives, before
-            ``stop_requested`` turns True; returns what it did (for the ack).
+        handlers: what this run does with each signal action (see :data:`SignalHandlers`).
+            ``stop`` runs at once on the transport thread, before ``stop_requested`` turns
+            True (it may only set flags: the loop halts at its next batch); the others run
+            on the loop's own thread in :meth:`apply_signals`, where changing the model is
+            safe. A handler returns ``(ok, what it did)`` for the ack; an action without a
+            handler is refused (a STOP still sets ``stop_requested``).
         owner: the username the run's routing keys start with when no webhook answers for the
             token (default: the saved login's, else ``anonymous``); the webhook's answer wins.
     """
@@ -118,7 +127,7 @@ class RunSession:
         max_batches_per_second: float | None = DEFAULT_MAX_BATCHES_PER_SECOND,
         outbox_wait: float | None = None,
         flush_interval: float = FLUSH_S,
-        on_stop: Callable[[Signal], str] | None = None,
+        handlers: SignalHandlers | None = None,
         owner: str | None = None,
     ) -> None:
         if not model_key or not isinstance(model_key, str):
@@ -132,13 +141,14 @@ class RunSession:
         self.settings = settings or Settings.from_env()
         self.model_key = model_key
         self.run_id = run_id or new_id()
-        self._token = credentials.resolve_token(self.settings, token)
         self._webhook_url = (webhook_url or credentials.resolve_server(self.settings)).rstrip("/")
+        # The login file's token goes only to the server that issued it, never to a webhook_url named here.
+        self._token = token_for(self.settings, self._webhook_url, token)
         self._amqp_url = amqp_url
         self._every_n = every_n_batches
         self._min_interval = 1.0 / max_batches_per_second if max_batches_per_second else 0.0
         self._outbox_wait = self.settings.outbox_wait if outbox_wait is None else outbox_wait
-        self._on_stop = on_stop
+        self._handlers: SignalHandlers = dict(handlers or {})
         self._owner = owner
         self.notices = _notices.Notices()
         self._events = EventQueue(flush_after=flush_interval)
@@ -151,13 +161,14 @@ class RunSession:
         self._unacked: dict[str, Signal] = {}
         self._steps: int | None = None
         self._last_batch = (-1, -1)
+        self._epoch_began: tuple[int, float] | None = None
         self._last_batch_at = -math.inf
         self._started = False
         self._ended = False
         self.stop_requested = False
         self.stop_signal: Signal | None = None
         self.has_pending = False
-        """True while a set_lr or checkpoint signal waits for :meth:`pending_signals` (cheap to poll)."""
+        """True while a signal waits for :meth:`apply_signals` (cheap to poll)."""
         self.stored: bool | None = None
         """After ``end``: whether the webhook has every record of this run (None: no token)."""
 
@@ -245,17 +256,24 @@ class RunSession:
 
     def begin_epoch(self, epoch: int) -> None:
         if self._started and not self._ended:
+            self._epoch_began = (epoch, time.monotonic())
             self._events.put({"type": "epoch_begin", "ts": time.time(), "epoch": epoch})
 
     def log_epoch(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        """Report a finished epoch (all logs, ``val_*`` included): published and stored."""
+        """Report a finished epoch (all logs, ``val_*`` included): published and stored.
+
+        Its ``duration`` is the wall-clock time since ``begin_epoch`` of the same epoch
+        (validation included); None when the loop did not call ``begin_epoch``.
+        """
         if not self._started or self._ended:
             return
-        event = {"type": "epoch_end", "ts": time.time(), "epoch": epoch, "logs": numbers(logs)}
+        began, self._epoch_began = self._epoch_began, None
+        duration = time.monotonic() - began[1] if began and began[0] == epoch else None
+        event = {"type": "epoch_end", "ts": time.time(), "epoch": epoch, "logs": numbers(logs), "duration": duration}
         self._events.put(event)
         self._store(EpochEnd, event, epoch=epoch)
 
-    def end(self, status: Status, reason: str | None = None, logs: Mapping[str, Any] | None = None) -> None:
+    def end(self, status: RunEnd, reason: str | None = None, logs: Mapping[str, Any] | None = None) -> None:
         """End the run, wait at most ``outbox_wait`` s for the webhook, and stop both threads."""
         with self._lock:
             if self._ended:
@@ -348,18 +366,28 @@ class RunSession:
 
     # --- signals ---------------------------------------------------------------------
 
-    def pending_signals(self) -> list[Signal]:
-        """The set_lr and checkpoint signals received since the last call; answer each with :meth:`ack`."""
+    def apply_signals(self) -> None:
+        """Run the handlers of the signals that arrived since the last call, and answer each.
+
+        Call it from the training loop between steps (the Tracker does, before every batch).
+        A handler that raises is answered as failed, never raised into the loop.
+        """
         with self._lock:
             taken, self._pending = self._pending, []
             self.has_pending = False
-        return taken
+        for signal in taken:
+            handler = self._handlers.get(signal.action)
+            try:
+                ok, detail = handler(signal) if handler else (False, f"this run does not handle {signal.action!r}")
+            except Exception as exc:
+                ok, detail = False, f"{signal.action} failed: {type(exc).__name__}: {exc}"
+            self._answer(signal, ok, detail)
 
-    def ack(self, signal: Signal, ok: bool, detail: str = "") -> None:
-        """Answer ``signal`` with a ``signal_ack`` progress event saying what was done."""
+    def _answer(self, signal: Signal, ok: bool, detail: str) -> None:
+        """Ack ``signal`` once: a signal answered already (or at the end of the run) is not answered again."""
         with self._lock:
             if self._unacked.pop(signal.id, None) is None:
-                return  # answered already (or at end)
+                return
         self._ack(signal, ok, detail)
 
     def _ack(self, signal: Signal, ok: bool, detail: str) -> None:
@@ -387,22 +415,26 @@ class RunSession:
                 return
             self._unacked[signal.id] = signal
         if signal.action != "stop":
+            if signal.action not in self._handlers:
+                self._answer(signal, False, f"this run does not handle {signal.action!r}")
+                return
             with self._lock:
                 self._pending.append(signal)
                 self.has_pending = True
             return
         if self.stop_requested:
-            self.ack(signal, True, "already stopping")
+            self._answer(signal, True, "already stopping")
             return
         detail = "stop requested; the loop ends at the next batch boundary"
-        if self._on_stop is not None:
+        stop = self._handlers.get("stop")
+        if stop is not None:
             try:
-                detail = self._on_stop(signal)
+                detail = stop(signal)[1]
             except Exception as exc:  # the flag below still stops a loop that polls it
-                detail = f"stop requested (the stop hook failed: {exc!r})"
+                detail = f"stop requested (the stop handler failed: {exc!r})"
         self.stop_signal = signal
         self.stop_requested = True
-        self.ack(signal, True, detail)
+        self._answer(signal, True, detail)
 
     # --- helpers ---------------------------------------------------------------------
 

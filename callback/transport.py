@@ -21,7 +21,8 @@ import pika
 import pika.exceptions
 
 from fitwire.broker import topology
-from fitwire.broker.connection import Backoff, parameters, redact, translate_errors, use_topology
+from fitwire.broker.adapter import Broker
+from fitwire.broker.connection import Backoff, redact, translate_errors, use_topology
 from fitwire.callback import _notices
 from fitwire.callback.identity import Identity
 from fitwire.contract.errors import BrokerAccessRefused, BrokerError, DecodeError
@@ -315,10 +316,9 @@ class Transport(threading.Thread):
         url = self._identity.amqp_url
         self.attempts += 1
         try:
+            conn = Broker(url, name=f"fitwire-tracker-{self._run_id[:8]}", attempts=1,
+                          timeout=CONNECT_TIMEOUT_S).connect()
             with translate_errors():
-                conn = pika.BlockingConnection(
-                    parameters(url, name=f"fitwire-tracker-{self._run_id[:8]}", timeout=CONNECT_TIMEOUT_S)
-                )
                 channel = self._declare(conn)
         except BrokerAccessRefused as exc:
             self._notices.warn(

@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from fitwire.contract import FitwireError
+from fitwire.cli.common import io, reports_errors
+from fitwire.cli.common import settings as load_settings
 from fitwire.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Run a trainer agent on this machine.")
-err = Console(stderr=True)
 
 
 def backend_config(settings: Settings, token: str | None, local: bool) -> dict[str, object]:
@@ -34,6 +33,7 @@ def backend_config(settings: Settings, token: str | None, local: bool) -> dict[s
 
 
 @app.command("start")
+@reports_errors
 def start(
     pool: Annotated[list[str], typer.Option("--pool", "-p", help="Pool(s) to take jobs from.")] = ["default"],  # noqa: B006
     token: Annotated[str | None, typer.Option(envvar="FITWIRE_TOKEN", help="Node token an admin created.")] = None,
@@ -50,11 +50,7 @@ def start(
     from fitwire.agent import Agent, AgentConfig, StaticGpus, default_probe, fake_gpu
     from fitwire.agent.agent import default_node_id
 
-    try:
-        settings = Settings.from_env()
-    except FitwireError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    settings = load_settings()
     level = "INFO" if verbose else settings.log_level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO is connection chatter
@@ -73,18 +69,10 @@ def start(
         job_user=settings.job_user,
     )
     probe = StaticGpus([fake_gpu(i, mb) for i, mb in enumerate(fake_gpu_mb)]) if fake_gpu_mb else default_probe()
-    try:
-        agent = Agent(config, probe=probe)
-    except FitwireError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+    agent = Agent(config, probe=probe)
     signal.signal(signal.SIGTERM, agent.request_stop)
     signal.signal(signal.SIGINT, agent.request_stop)
     where = "local mode, data dir " + str(settings.data_dir) if backends["kind"] == "local" else settings.webhook_url
-    err.print(f"agent {config.node_id} taking jobs from pool(s) {', '.join(pool)} ({where})")
-    try:
-        agent.run()
-    except FitwireError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
-    err.print(f"agent {config.node_id} stopped after {agent.jobs_done} job(s)")
+    io().err.print(f"agent {config.node_id} taking jobs from pool(s) {', '.join(pool)} ({where})")
+    agent.run()
+    io().err.print(f"agent {config.node_id} stopped after {agent.jobs_done} job(s)")

@@ -31,6 +31,7 @@ from rich.console import Console
 from fitwire import credentials
 from fitwire.broker.connection import choose_broker_url, redact
 from fitwire.cli.display import clean
+from fitwire.client_api.http import http_session, json_of, token_for
 from fitwire.contract import (
     BrokerAccessRefused,
     BrokerError,
@@ -40,10 +41,15 @@ from fitwire.contract import (
 )
 from fitwire.settings import Settings
 
+# The exit codes of every command (README, "Exit codes"); :func:`reports_errors` maps errors to them.
 EXIT_OK = 0
 EXIT_ERROR = 1
+"""The server or the broker refused, or the command failed."""
 EXIT_USAGE = 2
+"""Bad usage or configuration: an invalid option or ``FITWIRE_*`` setting, or a command whose
+extra (``fitwire[server]``, ``fitwire[agent]``) is not installed (``cli/extras.py``)."""
 EXIT_UNREACHABLE = 3
+"""The webhook or the broker does not answer."""
 EXIT_INTERRUPTED = 130
 
 HTTP_TIMEOUT_S = 15.0
@@ -222,7 +228,8 @@ class Api:
             headers["Authorization"] = f"Bearer {self.token}"
         url = self.server + path
         try:
-            response = requests.request(method, url, json=body, headers=headers, timeout=self.timeout)
+            with http_session() as http:
+                response = http.request(method, url, json=body, headers=headers, timeout=self.timeout)
         except requests.exceptions.Timeout:
             raise Unreachable(f"The fitwire server at {self.server} did not answer within {self.timeout:.0f} s") from None
         except requests.exceptions.RequestException:
@@ -230,7 +237,7 @@ class Api:
                 f"Cannot reach the fitwire server at {self.server}; is `fitwire webhook serve` running there?"
             ) from None
         with response:  # released now, not when a traceback holding it is collected
-            status, data = response.status_code, _json_of(response)
+            status, data = response.status_code, json_of(response)
         if status == 204:
             return None
         if 200 <= status < 300:
@@ -331,13 +338,6 @@ class Api:
             raise CliError(f"No run or model {ref!r} among yours") from None
 
 
-def _json_of(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
 def api(server: str | None, token: str | None) -> Api:
     """The webhook client: ``--server`` > FITWIRE_WEBHOOK_URL > login file > default URL.
 
@@ -345,10 +345,8 @@ def api(server: str | None, token: str | None) -> Api:
     """
     conf = settings()
     saved = credentials.load(conf)
-    url = server or (saved.server.rstrip("/") if saved else conf.webhook_url)
-    if not token and saved and saved.server.rstrip("/") == url:
-        token = saved.token
-    return Api(url, token)
+    url = (server or (saved.server if saved else conf.webhook_url)).rstrip("/")
+    return Api(url, token_for(conf, url, token))
 
 
 def amqp_url_for(session: dict[str, Any]) -> str:

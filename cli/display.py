@@ -96,7 +96,7 @@ def parse_time(iso: Any) -> float | None:
 
 
 def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or seconds < 0:
+    if seconds is None or not seconds >= 0:  # NaN too
         return "—"
     if seconds < 60:
         return f"{seconds:.1f} s"

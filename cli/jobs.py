@@ -216,17 +216,16 @@ def dead(
 ) -> None:
     """What jobs.dead holds (admins): dead jobs and undecodable messages, left in place."""
     if local:
-        from fitwire.agent.deadletters import peek_dead_letters, purge_dead_letters
-        from fitwire.broker import connect, translate_errors
+        from fitwire.broker.adapter import Broker
+        from fitwire.broker.dead_letters import peek_dead_letters, purge_dead_letters
 
-        conn = connect(settings().amqp_url, name="fitwire-jobs-dead")
+        broker = Broker(settings().amqp_url, name="fitwire-jobs-dead")
         try:
-            with translate_errors():
-                found = ({"purged": purge_dead_letters(conn.channel())} if purge else
-                         dict(zip(("dead_letters", "total"), peek_dead_letters(conn.channel(), limit), strict=True)))
+            found = (broker.run(lambda ch: {"purged": purge_dead_letters(ch)}) if purge else
+                     broker.run(lambda ch: dict(zip(("dead_letters", "total"), peek_dead_letters(ch, limit),
+                                                    strict=True))))
         finally:
-            if conn.is_open:
-                conn.close()
+            broker.close()
     elif purge:
         found = dict(api(server, token).delete(f"{API}/dead-letters"))
     else:

@@ -1,10 +1,26 @@
-"""The `fitwire` command: one Typer sub-app per file, joined here."""
+"""The `fitwire` command: one Typer sub-app per file, every command registered here.
+
+Every command draws on the injected consoles (``common.io()``) and reports failures through
+``common.reports_errors``, the one path from an error to its sentence and exit code
+(``common.EXIT_*``).
+"""
 
 from __future__ import annotations
 
 import typer
 
-from fitwire.cli import agent_cmd, dev, jobs, models, nodes, outbox, runs, session, webhook_cmd
+from fitwire.cli import (
+    agent_cmd,
+    control,
+    dev,
+    jobs,
+    models,
+    nodes,
+    outbox,
+    runs,
+    session,
+    webhook_cmd,
+)
 from fitwire.cli.extras import add_typer_needing
 
 app = typer.Typer(
@@ -13,8 +29,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-session.register(app)  # login, logout, whoami
-runs.register(app)  # runs …, watch, stop, lr
+# Every command is registered here, and nowhere else.
+app.command()(session.login)
+app.command()(session.logout)
+app.command()(session.whoami)
+app.command()(runs.watch)
+app.command()(control.stop)
+app.command()(control.lr)
+app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(nodes.app, name="nodes")

@@ -39,37 +39,26 @@ SecondsOption = Annotated[float, typer.Option(min=1, help="With --broker: how lo
 
 def listen(amqp_url: str, seconds: float) -> list[dict[str, Any]]:
     """The nodes heard on ``fitwire.telemetry`` within ``seconds``, in the API's Node shape."""
-    from fitwire.broker import connect
-    from fitwire.broker.topology import (
-        TELEMETRY,
-        TELEMETRY_WATCH,
-        declare,
-        telemetry_key,
-        watcher_queue_arguments,
-    )
+    from fitwire.broker.adapter import Broker
+    from fitwire.broker.topology import TELEMETRY, TELEMETRY_WATCH, telemetry_key
     from fitwire.contract import NodeTelemetry, decode
     from fitwire.contract.errors import DecodeError
 
-    conn = connect(amqp_url, name="fitwire-nodes")
     heard: dict[str, dict[str, Any]] = {}
-    try:
-        ch = conn.channel()
-        declare(ch, TELEMETRY_WATCH)  # before any agent ran, the exchange may not exist yet
-        queue = ch.queue_declare("", exclusive=True, auto_delete=True, arguments=watcher_queue_arguments()).method.queue
-        ch.queue_bind(queue, TELEMETRY.name, telemetry_key("*"))
+
+    def on_message(body: bytes) -> None:
+        try:
+            t = decode(body, NodeTelemetry)
+        except DecodeError:
+            return  # a foreign message on the exchange: not ours to judge
+        heard[t.node_id] = node_from_telemetry(t.model_dump(mode="json"), t.ts)
+
+    # Before any agent ran, the exchange may not exist yet: the watcher declares it.
+    broker = Broker(amqp_url, name="fitwire-nodes", uses=TELEMETRY_WATCH)
+    with broker.watching(TELEMETRY.name, [telemetry_key("*")], on_message=on_message) as watcher:
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            method, _props, body = ch.basic_get(queue, auto_ack=True)
-            if method is None:
-                conn.process_data_events(time_limit=0.2)
-                continue
-            try:
-                t = decode(body, NodeTelemetry)
-            except DecodeError:
-                continue  # a foreign message on the exchange: not ours to judge
-            heard[t.node_id] = node_from_telemetry(t.model_dump(mode="json"), t.ts)
-    finally:
-        conn.close()
+        while (left := deadline - time.monotonic()) > 0:
+            watcher.poll(min(left, 0.2))
     return sorted(heard.values(), key=lambda n: n["node_id"])
 
 

@@ -9,27 +9,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from fitwire import credentials
 from fitwire.callback.delivery import flush_leftovers
 from fitwire.callback.outbox import Lease, Outbox, outbox_dir, outbox_files
-from fitwire.contract.errors import SettingsError
-from fitwire.settings import Settings
+from fitwire.cli.common import io, reports_errors
+from fitwire.cli.common import settings as load_settings
+from fitwire.client_api.http import token_for
 
 app = typer.Typer(no_args_is_help=True, help="The Tracker's local outbox of unsent run records.")
 
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(code=2) from None
 
 
 def _live(path: Path) -> bool:
@@ -42,11 +32,12 @@ def _live(path: Path) -> bool:
 
 
 @app.command("status")
+@reports_errors
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show the run records that have not reached the webhook yet."""
-    settings = _settings()
+    settings = load_settings()
     counts = {"pending": 0, "rejected": 0}
     rows: list[dict[str, object]] = []
     for path in outbox_files(settings):
@@ -65,7 +56,7 @@ def status(
     if as_json:
         typer.echo(json.dumps({"path": str(outbox_dir(settings)), **counts, "records": rows}))
         return
-    console.print(f"outbox {outbox_dir(settings)}: {counts['pending']} pending, {counts['rejected']} rejected")
+    io().out.print(f"outbox {outbox_dir(settings)}: {counts['pending']} pending, {counts['rejected']} rejected")
     if rows:
         table = Table("run", "record", "webhook", "state", "attempts", "last error")
         for r in rows:
@@ -73,10 +64,11 @@ def status(
             state = f"{r['state']} (run going on)" if r["live"] else str(r["state"])
             table.add_row(str(r["run_id"])[:12], what, str(r["server"]), state,
                           str(r["attempts"]), str(r["last_error"]))
-        console.print(table)
+        io().out.print(table)
 
 
 @app.command("flush")
+@reports_errors
 def flush_cmd(
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 30.0,
     retry_rejected: Annotated[
@@ -90,11 +82,12 @@ def flush_cmd(
 
     Records of fits still running are left to them (they send their own).
     """
-    settings = _settings()
-    token = credentials.resolve_token(settings) if retry_rejected else None
+    settings = load_settings()
+    server = credentials.resolve_server(settings)
+    token = token_for(settings, server) if retry_rejected else None
 
     def requeue(outbox: Outbox) -> None:
-        outbox.requeue_rejected(token)
+        outbox.requeue_rejected(token, server)
 
     result = flush_leftovers(outbox_files(settings), deadline=time.monotonic() + timeout, respect_backoff=False,
                              before=requeue if retry_rejected else None, count_live=True)
@@ -115,11 +108,11 @@ def flush_cmd(
                                "shrunk": result.shrunk, "live": result.live, **counts,
                                "errors": sorted(set(result.errors))}))
     else:
-        console.print(f"sent {result.sent}, refused {result.rejected}; "
+        io().out.print(f"sent {result.sent}, refused {result.rejected}; "
                       f"{counts['pending']} pending, {counts['rejected']} rejected in {outbox_dir(settings)}")
         if result.live:
-            console.print(f"{result.live} of the pending records belong to fits still running; they send them.")
+            io().out.print(f"{result.live} of the pending records belong to fits still running; they send them.")
         for error in sorted(set(result.errors)):
-            err_console.print(f"  {error}")
+            io().err.print(f"  {error}")
     if left > 0:
         raise typer.Exit(code=1)

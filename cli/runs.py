@@ -1,4 +1,4 @@
-"""`fitwire runs list|show`, and the top-level `watch`, `stop` and `lr`."""
+"""`fitwire runs list|show`, and the top-level `watch` (registered in ``cli/main.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from fitwire.cli import control, display, plot
+from fitwire.cli import display, plot
 from fitwire.cli.common import (
     CliError,
     JsonOption,
@@ -115,11 +115,12 @@ def _epochs(epochs: list[dict[str, Any]], partial: int | None, width: int) -> li
     logs = [e.get("logs") or {} for e in epochs]
     names = display.metric_names({k: None for entry in logs for k in entry})
     table = Table(box=None, header_style="bold", title="Epochs", title_justify="left")
-    for header in ("epoch", *(display.remote(n) for n in names), "ended", ""):  # metric names are remote
+    for header in ("epoch", *(display.remote(n) for n in names), "took", "ended", ""):  # metric names are remote
         table.add_column(header)
     for epoch, entry in zip(epochs, logs, strict=True):
         number = int(epoch["epoch"])
         table.add_row(str(number + 1), *(display.fmt_value(entry.get(n)) for n in names),
+                      display.fmt_duration(display.number(epoch.get("duration"))),
                       display.remote(str(epoch.get("ended_at") or "")[11:19]),
                       Text("partial: stopped mid-epoch", style="yellow") if number == partial else "")
     numeric = [{k: display.number(v) for k, v in entry.items()} for entry in logs]
@@ -157,11 +158,3 @@ def watch(
     code = watcher.run()
     if code:
         raise typer.Exit(code)
-
-
-def register(app_: typer.Typer) -> None:
-    """Add `runs` and the top-level `watch`, `stop` and `lr` commands."""
-    app_.add_typer(app, name="runs")
-    app_.command()(watch)
-    app_.command()(control.stop)
-    app_.command()(control.lr)

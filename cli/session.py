@@ -108,10 +108,3 @@ def whoami(server: ServerOption = None, token: TokenOption = None, as_json: Json
         return
     role = "admin" if user.get("is_admin") else "user"
     io().out.print(f"{user['username']} ({role}) on {client.server}", highlight=False)
-
-
-def register(app: typer.Typer) -> None:
-    """Add login, logout and whoami to the top-level app."""
-    app.command()(login)
-    app.command()(logout)
-    app.command()(whoami)

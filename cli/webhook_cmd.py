@@ -7,27 +7,17 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import typer
-from rich.console import Console
 
+from fitwire.cli.common import CliError, io, reports_errors
+from fitwire.cli.common import settings as load_settings
 from fitwire.contract.errors import FitwireError
 from fitwire.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Run and administer the webhook service.")
-err = Console(stderr=True)
-out = Console()
 
 
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except FitwireError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(code=2) from None
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[red]{exc}[/red]")
-    return typer.Exit(code=1)
+def _fail(exc: Exception) -> CliError:
+    return CliError(str(exc))
 
 
 DEFAULT_THREADS = 8
@@ -54,6 +44,7 @@ def waitress_options(settings: Settings, threads: int = DEFAULT_THREADS,
 
 
 @app.command()
+@reports_errors
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on [default: FITWIRE_WEBHOOK_URL's host].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [default: FITWIRE_WEBHOOK_URL's port].")] = None,
@@ -66,7 +57,7 @@ def serve(
 
     from fitwire.webhook import create_app
 
-    settings = _settings()
+    settings = load_settings()
     url = urlparse(settings.webhook_url)
     host = host or url.hostname or "127.0.0.1"
     port = port or url.port or (443 if url.scheme == "https" else 80)
@@ -74,11 +65,12 @@ def serve(
         application = create_app()
     except FitwireError as exc:
         raise _fail(exc) from None
-    err.print(f"fitwire webhook on http://{host}:{port} (store: {application.extensions['fitwire_store'].kind})")
+    io().err.print(f"fitwire webhook on http://{host}:{port} (store: {application.extensions['fitwire_store'].kind})")
     waitress.serve(application, host=host, port=port, **waitress_options(settings, threads, connection_limit))
 
 
 @app.command("create-admin")
+@reports_errors
 def create_admin(
     username: Annotated[str, typer.Argument(help="The admin's username.")],
     password: Annotated[
@@ -93,7 +85,7 @@ def create_admin(
     from fitwire.webhook.security import hash_password
     from fitwire.webhook.store import open_store
 
-    settings = _settings()
+    settings = load_settings()
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
@@ -113,16 +105,17 @@ def create_admin(
             store.close()
     except FitwireError as exc:
         raise _fail(exc) from None
-    out.print(f"Created admin {user.username!r}.")
+    io().out.print(f"Created admin {user.username!r}.")
 
 
 @app.command()
+@reports_errors
 def upgrade() -> None:
     """Upgrade the SQL store's schema to what this fitwire needs (alembic upgrade head)."""
-    settings = _settings()
+    settings = load_settings()
     scheme = urlparse(settings.store_url).scheme
     if scheme == "firestore":
-        out.print("Firestore needs no schema upgrade.")
+        io().out.print("Firestore needs no schema upgrade.")
         return
     from sqlalchemy.exc import OperationalError
 
@@ -139,12 +132,13 @@ def upgrade() -> None:
     finally:
         engine.dispose()
     if before == after:
-        out.print(f"The schema is up to date (revision {after}).")
+        io().out.print(f"The schema is up to date (revision {after}).")
     else:
-        out.print(f"Upgraded the schema from revision {before or 'none'} to {after}.")
+        io().out.print(f"Upgraded the schema from revision {before or 'none'} to {after}.")
 
 
 @app.command()
+@reports_errors
 def invite(
     admin: Annotated[str, typer.Option("--admin", help="The admin the invitation is made in the name of.")],
     days: Annotated[int, typer.Option(min=1, max=365, help="Days the invitation stays valid.")] = 7,
@@ -155,7 +149,7 @@ def invite(
     from fitwire.webhook.security import hash_secret, new_secret
     from fitwire.webhook.store import open_store
 
-    settings = _settings()
+    settings = load_settings()
     token = new_secret()
     try:
         store = open_store(settings.store_url)
@@ -169,5 +163,5 @@ def invite(
             store.close()
     except FitwireError as exc:
         raise _fail(exc) from None
-    out.print(f"Invitation (valid until {expires_at:%Y-%m-%d %H:%M} UTC, for one sign-up):")
+    io().out.print(f"Invitation (valid until {expires_at:%Y-%m-%d %H:%M} UTC, for one sign-up):")
     print(token)

@@ -15,7 +15,7 @@ import math
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -24,17 +24,21 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
+from fitwire.contract.enums import RunEnd, SignalAction
 from fitwire.contract.errors import DecodeError
 from fitwire.contract.version import PROTOCOL_VERSION, SUPPORTED_VERSIONS
 
-Logs = dict[str, float | None]
+Metric = Annotated[float | None, WithJsonSchema(
+    {"anyOf": [{"type": "number"}, {"enum": ["NaN", "Infinity", "-Infinity"]}, {"type": "null"}]}
+)]
+"""A metric value; JSON has no NaN or infinity, so those travel as strings (the schema says so)."""
+Logs = dict[str, Metric]
 """Keras-style metric logs: name → number (NaN/inf allowed, None when unknown)."""
 
-RunStatus = Literal["completed", "stopped", "failed"]
-SignalAction = Literal["stop", "set_lr", "checkpoint"]
 
 MAX_NAME_CHARS = 255
 """Longest name a message carries as free text (a signal's ``sender``); longer ones are cut."""
@@ -165,15 +169,29 @@ def wire_number(value: float | None) -> float | str | None:
     return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
 
 
-class EpochEnd(ProgressEvent):
-    type: Literal["epoch_end"] = "epoch_end"
+class EpochRecord(BaseModel):
+    """One epoch as a run records it: what ``epoch_end`` carries, and what the webhook stores and
+    returns (``fitwire.contract.entities.Epoch``). A field added here travels from the Tracker over the wire to every
+    store, the HTTP API and ``--json`` without another list of fields to edit (a SQL store needs
+    its column: a migration)."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings", frozen=True)
+
     epoch: int
     logs: Logs = Field(default_factory=dict)
+    duration: float | None = Field(
+        None, ge=0, allow_inf_nan=False,
+        description="Wall-clock seconds from the epoch's begin to its end, as the Tracker measured them.",
+    )
+
+
+class EpochEnd(ProgressEvent, EpochRecord):
+    type: Literal["epoch_end"] = "epoch_end"
 
 
 class TrainEnd(ProgressEvent):
     type: Literal["train_end"] = "train_end"
-    status: RunStatus
+    status: RunEnd
     reason: Text | None = None
     logs: Logs = Field(default_factory=dict)
 
@@ -222,12 +240,6 @@ class Signal(Message):
 
 
 # --- fitwire.jobs -----------------------------------------------------------------
-
-JobState = Literal["queued", "running", "succeeded", "failed", "stopped", "cancelled", "dead", "unschedulable"]
-"""Where a job stands; the one list every component (store, API, agent, CLI) uses."""
-JOB_STATES: tuple[str, ...] = get_args(JobState)
-JOB_ENDED: frozenset[str] = frozenset(JOB_STATES) - {"queued", "running"}
-"""A job in one of these states has its verdict and never changes again."""
 
 MAX_GPUS = 64
 MAX_GPU_MEMORY_MB = 1024 * 1024

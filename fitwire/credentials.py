@@ -61,16 +61,6 @@ def forget(settings: Settings) -> bool:
     return True
 
 
-def resolve_token(settings: Settings, explicit: str | None = None) -> str | None:
-    """The token to use: an explicit argument, then ``FITWIRE_TOKEN``, then the login file."""
-    if explicit:
-        return explicit
-    if settings.token:
-        return settings.token
-    creds = load(settings)
-    return creds.token if creds else None
-
-
 def resolve_server(settings: Settings) -> str:
     """The webhook URL: ``FITWIRE_WEBHOOK_URL`` when set, else the login file's, else the default."""
     if os.environ.get(Settings.env_name("webhook_url")):

@@ -40,12 +40,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fitwire.broker import connect
+from fitwire.broker.adapter import Broker
 from fitwire.broker.connection import login_name
 from fitwire.broker.node_config import WEBHOOK_USER
 from fitwire.broker.topology import job_queue
 from fitwire.contract import BrokerError
-from fitwire.contract.messages import JOB_ENDED
+from fitwire.contract.enums import JOB_ENDED
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -307,17 +307,13 @@ def _end(process: subprocess.Popen[bytes], *, grace: float) -> None:
 
 def _consumers(amqp_url: str, pool: str) -> int:
     """How many agents consume the pool's queue now; 0 while nothing has declared it."""
+    broker = Broker(amqp_url, name="fitwire-demo", attempts=1)
     try:
-        conn = connect(amqp_url, attempts=1, name="fitwire-demo")
-    except BrokerError:
-        return 0
-    try:
-        return int(conn.channel().queue_declare(job_queue(pool).name, passive=True).method.consumer_count)
-    except Exception:  # 404: the agent has not declared its queue yet
+        return int(broker.run(lambda ch: ch.queue_declare(job_queue(pool).name, passive=True)).method.consumer_count)
+    except BrokerError:  # no broker, or 404: the agent has not declared its queue yet
         return 0
     finally:
-        if conn.is_open:
-            conn.close()
+        broker.close()
 
 
 def _read_from(path: Path, offset: int) -> str:

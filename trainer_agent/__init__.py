@@ -9,16 +9,16 @@ from __future__ import annotations
 from fitwire.agent.agent import Agent, AgentConfig
 from fitwire.agent.backends import (
     TERMINAL_STATES,
-    ArtifactStore,
     JobEvents,
     JobState,
-    LocalArtifacts,
     LocalJournal,
     open_backends,
 )
-from fitwire.agent.bundle import bundle_id
-from fitwire.agent.jobs import declare_pool, publish_job, submit
+from fitwire.agent.jobs import submit
 from fitwire.agent.telemetry import GpuProbe, NoGpus, NvmlProbe, StaticGpus, default_probe, fake_gpu
+from fitwire.artifacts import LocalArtifacts
+from fitwire.broker.jobs import declare_pool, publish_job
+from fitwire.contract.artifacts import ArtifactStore, bundle_id
 
 __all__ = [
     "TERMINAL_STATES", "Agent", "AgentConfig", "ArtifactStore", "GpuProbe", "JobEvents", "JobState",

@@ -26,7 +26,6 @@ from typing import Any
 
 import pika
 
-from fitwire.agent import placement
 from fitwire.agent.backends import TERMINAL_STATES, Claim, JobEvents, open_backends
 from fitwire.agent.deadletters import handle_dead_letter
 from fitwire.agent.isolation import (
@@ -37,9 +36,10 @@ from fitwire.agent.isolation import (
     remove_ticket,
     unreadable_interpreter,
 )
-from fitwire.agent.jobs import HANDBACKS_HEADER, MISFIT_LIMIT, MISFITS_HEADER, publish_job
 from fitwire.agent.telemetry import Collector, GpuProbe, default_probe
-from fitwire.broker import Backoff, connect, translate_errors
+from fitwire.broker import Backoff, translate_errors
+from fitwire.broker.adapter import Broker
+from fitwire.broker.jobs import HANDBACKS_HEADER, MISFIT_LIMIT, MISFITS_HEADER, publish_job
 from fitwire.broker.topology import (
     JOBS_DEAD_WATCH,
     TELEMETRY,
@@ -58,6 +58,7 @@ from fitwire.contract import (
     NodeTelemetry,
     decode,
     encode,
+    placement,
 )
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ class Agent:
 
     def _serve(self) -> None:
         with translate_errors():
-            self.conn = connect(self.config.amqp_url, name=f"fitwire-agent-{self.config.node_id}")
+            self.conn = Broker(self.config.amqp_url, name=f"fitwire-agent-{self.config.node_id}").connect()
             try:
                 self.jobs = self.conn.channel()
                 self.jobs.basic_qos(prefetch_count=1)  # per consumer: a busy agent is offered nothing

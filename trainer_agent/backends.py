@@ -9,28 +9,18 @@ real object store can later stand behind the same interface.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
+from fitwire.artifacts import LocalArtifacts
 from fitwire.contract import Job
-from fitwire.contract.messages import JOB_ENDED as TERMINAL_STATES  # noqa: F401 - re-exported
-from fitwire.contract.messages import JobState
-
-
-def bundle_key(bundle_id: str) -> str:
-    return f"bundles/{bundle_id}"
-
-
-def checkpoint_key(job_id: str) -> str:
-    """One checkpoint per job, overwritten at every epoch end: resume needs only the last."""
-    return f"checkpoints/{job_id}"
+from fitwire.contract.artifacts import ArtifactStore
+from fitwire.contract.enums import JOB_ENDED as TERMINAL_STATES  # noqa: F401 - re-exported
+from fitwire.contract.enums import JobState
 
 
 @dataclass(frozen=True)
@@ -67,84 +57,11 @@ class JobEvents(Protocol):
         """Persist an epoch of the job's run; idempotent on ``(run_id, epoch)``."""
 
 
-class ArtifactStore(Protocol):
-    """Job bundles and checkpoints, by key; ``put`` replaces atomically."""
-
-    def put(self, key: str, data: bytes) -> None: ...
-
-    def get(self, key: str) -> bytes | None:
-        """The artifact's bytes, or None when there is none."""
-
-
-class StreamingArtifactStore(ArtifactStore, Protocol):
-    """An artifact store that also takes and gives artifacts as streams: what the webhook
-    serves uploads from, so an artifact of gigabytes is never whole in memory."""
-
-    def put_stream(self, key: str, stream: BinaryIO) -> int:
-        """Copy ``stream`` to ``key`` and replace it atomically; the bytes written. When reading
-        ``stream`` raises (a body over its limit, a client gone), nothing under ``key`` changes."""
-
-    def open(self, key: str) -> BinaryIO | None:
-        """The artifact for reading, or None when there is none; the caller closes it."""
-
-
-ARTIFACT_CHUNK_BYTES = 1024 * 1024
-"""What a streamed artifact copy holds in memory at once."""
-
-
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)  # readers see the old or the new file, never half of one
-
-
-class LocalArtifacts:
-    """Artifacts as files under ``root`` (the data dir's ``artifacts/``)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents:
-            raise ValueError(f"artifact key {key!r} leaves the artifact store")
-        return path
-
-    def put(self, key: str, data: bytes) -> None:
-        self.put_stream(key, io.BytesIO(data))
-
-    def put_stream(self, key: str, stream: BinaryIO) -> int:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # A unique temporary name: two uploads of one key (webhook threads) never share a file;
-        # created like any file (0666 less the umask), as the artifact it becomes was before.
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(ARTIFACT_CHUNK_BYTES):
-                    out.write(chunk)
-                    size += len(chunk)
-            os.replace(tmp, path)  # readers see the old or the new file, never half of one
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        return size
-
-    def open(self, key: str) -> BinaryIO | None:
-        try:
-            return self._path(key).open("rb")
-        except FileNotFoundError:
-            return None
-
-    def get(self, key: str) -> bytes | None:
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError:
-            return None
 
 
 class LocalJournal:

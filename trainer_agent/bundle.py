@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import types
 from typing import Any
 
@@ -11,11 +10,6 @@ from fitwire.contract import FitwireError
 
 class BundleError(FitwireError):
     """A job bundle could not be loaded or its entry point returned something unusable."""
-
-
-def bundle_id(source: bytes) -> str:
-    """Content address of a bundle: the same file uploaded twice is stored once."""
-    return hashlib.sha256(source).hexdigest()[:32]
 
 
 def load_entry_point(source: bytes, entry_point: str, filename: str = "job_bundle.py") -> Any:

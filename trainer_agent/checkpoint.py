@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from fitwire.agent.backends import ArtifactStore, JobEvents, checkpoint_key
+from fitwire.agent.backends import JobEvents
 from fitwire.contract import Job
+from fitwire.contract.artifacts import ArtifactStore, checkpoint_key
 
 log = logging.getLogger(__name__)
 

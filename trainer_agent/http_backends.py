@@ -9,21 +9,19 @@ exactly like the Tracker's own and the node token never reaches job code.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
 from fitwire.agent.backends import Claim, JobState
+from fitwire.client_api.http import error_of, http_session
 from fitwire.contract import EpochEnd, FitwireError, Job, JobSpec, NodeTelemetry, encode
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
 TIMEOUT_S = (3.0, 15.0)
-ATTEMPTS = 4
-"""Job states must arrive: a few retries with backoff ride out a webhook restart."""
 
 
 class WebhookError(FitwireError):
@@ -39,41 +37,26 @@ class _Client:
     def __init__(self, url: str, token: str) -> None:
         self.url = url.rstrip("/")
         self.token = token
-        self.http = requests.Session()
+        # Job states must arrive: fitwire's retry policy rides out a webhook restart, POSTs
+        # included (a job state is keyed by job and delivery, so a repeat changes nothing).
+        self.http = http_session(retry_posts=True)
 
     def call(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
              token: str | None = None, ok_missing: bool = False) -> requests.Response | None:
         headers = {"Authorization": f"Bearer {token or self.token}"}
         if data is not None:
             headers["Content-Type"] = "application/octet-stream"
-        delay = 0.5
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                resp = self.http.request(method, self.url + path, json=json, data=data, headers=headers,
-                                         timeout=TIMEOUT_S)
-            except requests.RequestException as exc:
-                if attempt == ATTEMPTS:
-                    raise WebhookError(f"the webhook at {self.url} is unreachable ({exc})") from None
-            else:
-                if resp.status_code == 404 and ok_missing:
-                    return None
-                if resp.ok:
-                    return resp
-                if resp.status_code < 500 and resp.status_code != 429:
-                    raise _error(resp)
-                if attempt == ATTEMPTS:
-                    raise _error(resp)
-            time.sleep(delay)
-            delay *= 2
-        return None  # unreachable: the loop returns or raises
-
-
-def _error(resp: requests.Response) -> WebhookError:
-    try:
-        error = resp.json()["error"]
-        return WebhookError(error["message"], resp.status_code, error["code"])
-    except (ValueError, KeyError, TypeError):
-        return WebhookError(f"the webhook answered HTTP {resp.status_code}", resp.status_code)
+        try:
+            resp = self.http.request(method, self.url + path, json=json, data=data, headers=headers,
+                                     timeout=TIMEOUT_S)
+        except requests.RequestException as exc:
+            raise WebhookError(f"the webhook at {self.url} is unreachable ({exc})") from None
+        if resp.status_code == 404 and ok_missing:
+            return None
+        if not resp.ok:
+            error = error_of(resp)
+            raise WebhookError(error.message, error.status, error.code)
+        return resp
 
 
 class HttpJobEvents(_Client):

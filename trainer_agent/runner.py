@@ -23,16 +23,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fitwire.agent import bundle as bundles
-from fitwire.agent.backends import (
-    ArtifactStore,
-    JobEvents,
-    bundle_key,
-    checkpoint_key,
-    open_backends,
-)
+from fitwire.agent.backends import JobEvents, open_backends
 from fitwire.agent.checkpoint import Checkpoint, make_callback, restore
 from fitwire.agent.isolation import drop_privileges
 from fitwire.contract import Job, decode
+from fitwire.contract.artifacts import ArtifactStore, bundle_key, checkpoint_key
 
 log = logging.getLogger("fitwire.agent.runner")
 

@@ -16,6 +16,9 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from fitwire.broker import declare_all
+from fitwire.broker.adapter import Broker
+from fitwire.contract import BrokerError
 from fitwire.settings import Settings
 from fitwire.webhook import http_headers
 from fitwire.webhook.api import BLUEPRINTS, broker_auth
@@ -72,24 +75,15 @@ def _defaults(settings: Settings) -> dict[str, Any]:
     }
 
 
-def declare_shared_topology(amqp_url: str, pools: tuple[str, ...]) -> bool:
+def declare_shared_topology(broker: Broker, pools: tuple[str, ...]) -> bool:
     """Declare every shared exchange and queue, and the declared pools' job queues; True when done.
 
     The webhook does this with its own broker account because users may not: configure on a
     shared exchange is also delete. A broker that is down now is not fatal (the webhook serves
     HTTP without it, and ``POST /jobs`` declares its pool again before publishing); it is logged.
     """
-    from fitwire.broker import connect, declare_all, translate_errors
-    from fitwire.contract import BrokerError
-
     try:
-        conn = connect(amqp_url, name="fitwire-webhook-topology", attempts=1)
-        try:
-            with translate_errors():
-                declare_all(conn.channel(), pools)
-        finally:
-            if conn.is_open:
-                conn.close()
+        broker.run(lambda channel: declare_all(channel, pools))
     except BrokerError as exc:
         log.warning("could not declare the shared broker topology at start (%s); clients that need it "
                     "will be refused until it exists", exc)
@@ -137,8 +131,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(blueprint)
     app.register_blueprint(broker_auth.bp)  # RabbitMQ's HTTP auth backend
     app.before_request(refuse_deep_json)
+    # One kept connection per serving thread (jobs, dead letters). Heartbeats off: a waitress
+    # thread never services an idle connection, and one found dead is reopened on its next use.
+    broker = Broker(app.config["AMQP_URL"], name="fitwire-webhook", confirm=True, heartbeat=0)
+    app.extensions["fitwire_broker"] = broker
     if app.config["DECLARE_TOPOLOGY"]:
-        declare_shared_topology(app.config["AMQP_URL"], tuple(app.config["JOB_POOLS"]))
+        once = Broker(app.config["AMQP_URL"], name="fitwire-webhook-topology", attempts=1)
+        try:
+            declare_shared_topology(once, tuple(app.config["JOB_POOLS"]))
+        finally:
+            once.close()
 
     @app.errorhandler(StoreError)
     def _store_error(exc: StoreError) -> Response:

@@ -1,7 +1,9 @@
-"""The OpenAPI 3 document served at ``/openapi.json``; a test keeps it and the routes in step.
+"""The OpenAPI 3.1 document served at ``/openapi.json``; tests keep it valid and in step with the routes.
 
-Request bodies are the pydantic body models themselves, so the document cannot
-drift from what the views accept.
+Request bodies are the pydantic body models themselves (:func:`model_ref`), so the
+document cannot drift from what the views accept; their nested definitions are hoisted
+into ``components.schemas``, so every ``$ref`` resolves. Schemas here write "or null"
+as ``nullable`` for brevity; :func:`_openapi_31` turns it into JSON Schema's own form.
 """
 
 from __future__ import annotations
@@ -9,9 +11,19 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode
+
 from fitwire import __version__
 
 _ERROR = {"$ref": "#/components/responses/Error"}
+_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}  # webhook.api.common.ID_PATTERN: routing-key safe
+
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "kind": {"type": "string", "enum": ["bundles", "checkpoints"]},  # webhook.api.artifacts
+    "name": _ID,
+}
+"""Path parameters whose values the server constrains; the others are any string (an unknown one is a 404)."""
 
 
 def _obj(**props: Any) -> dict[str, Any]:
@@ -22,23 +34,44 @@ _S, _I, _B, _T = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {
 _NULLABLE_T = {"type": "string", "format": "date-time", "nullable": True}
 _LOGS = {"type": "object", "additionalProperties": {"oneOf": [{"type": "number"}, {"type": "string"}], "nullable": True}}
 
-SCHEMAS: dict[str, Any] = {
-    "Error": _obj(error=_obj(code=_S, message=_S)),
-    "User": _obj(id=_S, username=_S, display_name=_S, is_admin=_B, created_at=_T),
-    "Model": _obj(key=_S, name=_S, owner=_S, created_at=_T, runs=_I),
-    "Run": _obj(
-        run_id=_S, model_key=_S, owner=_S, number=_I, name=_S,
-        status={"type": "string", "enum": ["running", "completed", "stopped", "failed"]},
-        reason={"type": "string", "nullable": True}, params={"type": "object"},
-        epochs={"type": "integer", "nullable": True}, steps={"type": "integer", "nullable": True},
-        host=_S, framework=_S, framework_version=_S, started_at=_T, ended_at=_NULLABLE_T, final_logs=_LOGS,
-    ),
-    "Epoch": _obj(run_id=_S, epoch=_I, logs=_LOGS, ended_at=_T),
-}
+SCHEMAS: dict[str, Any] = {"Error": _obj(error=_obj(code=_S, message=_S))}
+"""``components.schemas``: the entities and bodies join it as :func:`model_ref` meets them."""
 
 
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def model_ref(model: type[BaseModel], mode: JsonSchemaMode = "validation") -> dict[str, Any]:
+    """A reference to ``model``'s JSON Schema, which joins ``components.schemas`` with its definitions.
+
+    ``mode="serialization"`` for what the server returns (computed fields in, the store's own
+    fields out), ``"validation"`` for what it accepts.
+    """
+    schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode)
+    SCHEMAS.update(schema.pop("$defs", {}))
+    SCHEMAS[model.__name__] = schema
+    return _ref(model.__name__)
+
+
+def _openapi_31(node: Any) -> Any:
+    """``node`` with every ``"nullable": true`` written as OpenAPI 3.1 (JSON Schema 2020-12) has it."""
+    if isinstance(node, list):
+        return [_openapi_31(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _openapi_31(value) for key, value in node.items()}
+    if node.pop("nullable", False):
+        if isinstance(node.get("type"), str):
+            node["type"] = [node["type"], "null"]
+        elif "oneOf" in node:
+            node["oneOf"] = [*node["oneOf"], {"type": "null"}]
+        else:  # a $ref (or an object schema): null or that
+            node = {"anyOf": [node, {"type": "null"}]}
+    return node
 
 
 def _ok(schema: dict[str, Any] | None, status: str = "200") -> dict[str, Any]:
@@ -51,21 +84,23 @@ def _op(summary: str, responses: dict[str, Any], body: Any = None, auth: bool = 
         params: tuple[str, ...] = ()) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {**responses, "default": _ERROR}}
     if body is not None:
-        schema = body if isinstance(body, dict) else body.model_json_schema()
+        schema = body if isinstance(body, dict) else model_ref(body)
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
     if not auth:
         op["security"] = []
     if params:
-        op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": _S} for p in params]
+        op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": PATH_PARAMETERS.get(p, _S)}
+                            for p in params]
     return op
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
+    from fitwire.contract.entities import Epoch, Model, Run, User
     from fitwire.webhook.api.auth import LoginBody, PasswordBody, ProfileBody, SignupBody
     from fitwire.webhook.api.models import ModelBody
 
-    user, model, run, epoch = _ref("User"), _ref("Model"), _ref("Run"), _ref("Epoch")
+    user, model, run, epoch = (model_ref(entity, "serialization") for entity in (User, Model, Run, Epoch))
     run_box = _obj(run=run)
     event = {"type": "object", "description": "One encoded wire message (fitwire.contract.messages): "
              "train_begin, epoch_end or train_end.", "required": ["type", "run_id", "model_key"]}
@@ -111,8 +146,8 @@ def openapi_document() -> dict[str, Any]:
 
     paths.update(broker_auth_paths())
     SCHEMAS.update(agent_schemas())
-    return {
-        "openapi": "3.0.3",
+    return _openapi_31({
+        "openapi": "3.1.0",
         "info": {"title": "fitwire webhook", "version": __version__,
                  "description": "Users, model keys, runs and epochs. Errors: {\"error\": {\"code\", \"message\"}}."},
         "servers": [{"url": "/"}],
@@ -124,4 +159,4 @@ def openapi_document() -> dict[str, Any]:
             "responses": {"Error": {"description": "An error.",
                                     "content": {"application/json": {"schema": _ref("Error")}}}},
         },
-    }
+    })

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from fitwire.agent.backends import checkpoint_key
 from fitwire.agent.jobs import cancel
+from fitwire.contract.artifacts import checkpoint_key
 
 from .conftest import Fabric
 

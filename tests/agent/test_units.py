@@ -8,10 +8,15 @@ import pytest
 
 from fitwire.agent import LocalArtifacts, StaticGpus, fake_gpu
 from fitwire.agent.checkpoint import Checkpoint, capture, restore
-from fitwire.agent.deadletters import death_reason
-from fitwire.agent.placement import choose_gpus, consumer_priority, gpus_needed, significant_change
 from fitwire.agent.telemetry import Collector
+from fitwire.broker.dead_letters import death_reason
 from fitwire.contract import JobSpec, NodeTelemetry, decode, encode
+from fitwire.contract.placement import (
+    choose_gpus,
+    consumer_priority,
+    gpus_needed,
+    significant_change,
+)
 
 
 def spec(**kw: object) -> JobSpec:
@@ -90,7 +95,7 @@ def test_checkpoint_restores_weights_and_optimizer_state() -> None:
 
 
 def test_capacity_shortfall_tells_never_from_not_now() -> None:
-    from fitwire.agent.placement import capacity_shortfall, fleet_shortfall
+    from fitwire.contract.placement import capacity_shortfall, fleet_shortfall
 
     busy = [fake_gpu(0, 1000, total_mb=16_000)]
     assert choose_gpus(spec(gpus=1, gpu_memory_mb=8000), busy) is None  # not now …
@@ -118,14 +123,14 @@ def test_job_spec_resource_fields_have_sane_maxima() -> None:
 
 def test_every_job_state_has_a_colour_in_the_cli() -> None:
     from fitwire.cli.jobs import STATE_STYLE
-    from fitwire.contract.messages import JOB_ENDED, JOB_STATES
+    from fitwire.contract.enums import JOB_ENDED, JOB_STATES
 
     assert set(STATE_STYLE) == set(JOB_STATES)
     assert "unschedulable" in JOB_ENDED and "queued" not in JOB_ENDED
 
 
 def test_a_dead_letter_that_is_not_a_job_is_shown_as_such() -> None:
-    from fitwire.agent.deadletters import dead_letter_json
+    from fitwire.broker.dead_letters import dead_letter_json
 
     shown = dead_letter_json({"x-first-death-reason": "rejected", "x-first-death-queue": "jobs.gpu"},
                              b"\xff garbage", "jobs.gpu")

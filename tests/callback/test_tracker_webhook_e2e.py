@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fitwire.callback import Tracker
 from fitwire.settings import Settings
 from tests.callback.helpers import Watcher, fitwire_threads, tiny_data, tiny_model
@@ -17,7 +19,9 @@ def test_tracker_fit_is_stored_by_the_real_webhook(settings: Settings, live_webh
     watchers.append(Watcher(settings.amqp_url, f"carol.{key}.*"))
     tracker = Tracker(key, token=token, webhook_url=live_webhook.url, settings=settings)
     x, y = tiny_data(32)
+    began = time.monotonic()
     tiny_model().fit(x, y, batch_size=8, epochs=EPOCHS, validation_split=0.25, verbose=0, callbacks=[tracker])
+    fit_took = time.monotonic() - began
     assert tracker.session is not None and tracker.session.stored is True
     assert fitwire_threads() == []
 
@@ -29,5 +33,8 @@ def test_tracker_fit_is_stored_by_the_real_webhook(settings: Settings, live_webh
     epochs = live_webhook.api("GET", f"/api/v1/runs/{tracker.run_id}/epochs", token).json()["epochs"]
     assert [e["epoch"] for e in epochs] == list(range(EPOCHS))
     assert {"loss", "val_loss"} <= set(epochs[-1]["logs"])
+    # Each epoch's wall-clock duration, measured by the Tracker, stored and returned.
+    durations = [e["duration"] for e in epochs]
+    assert all(d > 0 for d in durations) and sum(durations) <= fit_took, (durations, fit_took)
     # The owner in the live routing key came from the webhook's /api/v1/session.
     assert watchers[0].wait_for(lambda w: bool(w.events(tracker.run_id, "train_end")))

@@ -28,7 +28,7 @@ def recorded_run(user: User, model_key: str, *, epochs: int = 3, end: str | None
     for epoch in range(epochs):
         logs = {"loss": 1.0 / (epoch + 1), "accuracy": 0.5 + 0.1 * epoch,
                 "val_loss": 1.2 / (epoch + 1), "val_accuracy": 0.45 + 0.1 * epoch}
-        post(user, EpochEnd(**ids, epoch=epoch, logs=logs))
+        post(user, EpochEnd(**ids, epoch=epoch, logs=logs, duration=12.5 + epoch))
     if end:
         post(user, TrainEnd(**ids, status=end, reason=reason, logs={"loss": 1.0 / epochs}))  # type: ignore[arg-type]
     return run_id

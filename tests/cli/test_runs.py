@@ -35,6 +35,7 @@ def test_show_draws_params_epochs_and_curves(cli: Cli, user: User) -> None:
     assert "optimizer" in drawn and "adam" in drawn  # params
     for epoch, loss in ((1, "1.0000"), (2, "0.5000"), (4, "0.2500")):  # the epochs table
         assert any(line.split()[:2] == [str(epoch), loss] for line in drawn.splitlines()), drawn
+    assert "took" in drawn and "12.5 s" in drawn and "15.5 s" in drawn  # each epoch's duration
     assert "loss" in drawn and "val_accuracy" in drawn  # curve legends
     assert any("\u2800" < ch <= "\u28ff" for ch in drawn)  # braille dots of the curves
 
@@ -46,7 +47,7 @@ def test_show_json_is_the_state(cli: Cli, user: User) -> None:
 
     state = json.loads(result.stdout)
     assert state["run"]["run_id"] == run_id
-    assert [e["epoch"] for e in state["epochs"]] == [0, 1]
+    assert [(e["epoch"], e["duration"]) for e in state["epochs"]] == [(0, 12.5), (1, 13.5)]
 
 
 def test_show_a_model_shows_its_latest_run(cli: Cli, user: User) -> None:

@@ -12,6 +12,7 @@ from fitwire.webhook.store import Store, open_store
 from fitwire.webhook.store.base import (
     AlreadyExists,
     DoesNotExist,
+    Epoch,
     InvalidState,
     PermissionDenied,
     RunStart,
@@ -170,7 +171,7 @@ def test_delete_model_deletes_its_runs_and_epochs(store: Store) -> None:
     store.create_model(alice.id, "k2", "other", NOW)
     store.begin_run(alice.id, start("r1", "k1"))
     store.begin_run(alice.id, start("r2", "k2"))
-    store.upsert_epoch(alice.id, "r1", 0, {"loss": 1.0}, NOW)
+    store.upsert_epoch(alice.id, Epoch(run_id="r1", epoch=0, logs={"loss": 1.0}, ended_at=NOW))
     store.delete_model(alice.id, "k1")
     with pytest.raises(DoesNotExist):
         store.get_model(alice.id, "k1")
@@ -221,7 +222,7 @@ def test_numbers_of_deleted_runs_are_not_reused(store: Store) -> None:
     store.create_model(alice.id, "k1", "mnist", NOW)
     store.begin_run(alice.id, start("r1", "k1"))
     store.begin_run(alice.id, start("r2", "k1"))
-    store.upsert_epoch(alice.id, "r2", 0, {}, NOW)
+    store.upsert_epoch(alice.id, Epoch(run_id="r2", epoch=0, logs={}, ended_at=NOW))
     store.delete_run(alice.id, "r2")
     with pytest.raises(DoesNotExist):
         store.get_run(alice.id, "r2")
@@ -233,11 +234,14 @@ def test_epoch_upsert_is_idempotent_and_keeps_non_finite_values(store: Store) ->
     alice = user(store)
     store.create_model(alice.id, "k1", "mnist", NOW)
     store.begin_run(alice.id, start("r1", "k1"))
-    store.upsert_epoch(alice.id, "r1", 1, {"loss": 0.5}, NOW)
-    store.upsert_epoch(alice.id, "r1", 0, {"loss": math.inf, "acc": None}, NOW)
-    store.upsert_epoch(alice.id, "r1", 0, {"loss": math.nan, "val_loss": -math.inf}, NOW + timedelta(seconds=1))
+    store.upsert_epoch(alice.id, Epoch(run_id="r1", epoch=1, logs={"loss": 0.5}, ended_at=NOW, duration=2.5))
+    store.upsert_epoch(alice.id, Epoch(run_id="r1", epoch=0, logs={"loss": math.inf, "acc": None}, ended_at=NOW,
+                                       duration=9.0))
+    store.upsert_epoch(alice.id, Epoch(run_id="r1", epoch=0, logs={"loss": math.nan, "val_loss": -math.inf},
+                                       ended_at=NOW + timedelta(seconds=1)))
     epochs = store.list_epochs(alice.id, "r1")
     assert [e.epoch for e in epochs] == [0, 1]
+    assert epochs[1].duration == 2.5 and epochs[0].duration is None  # the resend replaced every field
     assert math.isnan(epochs[0].logs["loss"]) and epochs[0].logs["val_loss"] == -math.inf  # type: ignore[arg-type]
     assert "acc" not in epochs[0].logs and epochs[0].ended_at == NOW + timedelta(seconds=1)
     state = store.run_state(alice.id, "r1")
@@ -255,7 +259,7 @@ def test_end_run_first_end_wins_and_finished_run_takes_no_epochs(store: Store) -
     assert store.end_run(alice.id, "r1", "failed", "late", {}, later + timedelta(1)) == ended
     assert store.get_run(alice.id, "r1") == ended
     with pytest.raises(InvalidState):
-        store.upsert_epoch(alice.id, "r1", 3, {"loss": 1.0}, later)
+        store.upsert_epoch(alice.id, Epoch(run_id="r1", epoch=3, logs={"loss": 1.0}, ended_at=later))
     assert store.list_epochs(alice.id, "r1") == []
 
 
@@ -265,12 +269,12 @@ def test_another_users_run_does_not_exist(store: Store) -> None:
     store.begin_run(alice.id, start("r1", "k1"))
     for call in (
         lambda: store.get_run(bob.id, "r1"),
-        lambda: store.upsert_epoch(bob.id, "r1", 0, {}, NOW),
+        lambda: store.upsert_epoch(bob.id, Epoch(run_id="r1", epoch=0, logs={}, ended_at=NOW)),
         lambda: store.end_run(bob.id, "r1", "completed", None, {}, NOW),
         lambda: store.list_epochs(bob.id, "r1"),
         lambda: store.delete_run(bob.id, "r1"),
         lambda: store.run_state(bob.id, "r1"),
-        lambda: store.upsert_epoch(alice.id, "nope", 0, {}, NOW),
+        lambda: store.upsert_epoch(alice.id, Epoch(run_id="nope", epoch=0, logs={}, ended_at=NOW)),
     ):
         with pytest.raises(DoesNotExist):
             call()

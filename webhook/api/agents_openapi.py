@@ -4,26 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from fitwire.contract import JobSpec, NodeTelemetry
-from fitwire.contract.messages import JOB_STATES
-from fitwire.webhook.openapi import _I, _S, _T, _obj, _ok, _op, _ref
+from fitwire.contract import NodeTelemetry
+from fitwire.contract.entities import Job, Node
+from fitwire.webhook.openapi import _I, _S, _T, REF_TEMPLATE, _obj, _ok, _op, _ref, model_ref
 
 _NULLABLE_S = {"type": "string", "nullable": True}
-_NULLABLE_T = {"type": "string", "format": "date-time", "nullable": True}
 
 
 def agent_schemas() -> dict[str, Any]:
+    node = Node.model_json_schema(ref_template=REF_TEMPLATE, mode="serialization")
+    node["properties"]["token_expires_at"] = _T  # when its token lapses: a setting, not stored
+    node["required"] = [*node.get("required", []), "token_expires_at"]
+    model_ref(Job, "serialization")
     return {
-        "Job": _obj(job_id=_S, run_id=_S, pool=_S, owner=_S, model_key=_S,
-                    state={"type": "string", "enum": list(JOB_STATES)}, reason=_NULLABLE_S, node_id=_NULLABLE_S,
-                    spec=JobSpec.model_json_schema(), created_at=_T, updated_at=_T),
         "DeadLetter": _obj(job_id=_NULLABLE_S, owner=_NULLABLE_S, pool=_S, reason=_S, queue=_S,
                            died_at={"type": "number", "nullable": True}, decodable={"type": "boolean"},
                            error=_NULLABLE_S, size=_I, body=_S),
-        "Node": _obj(node_id=_S, name=_S, created_at=_T, last_seen=_NULLABLE_T, agent_version=_S,
-                     protocol_version={"type": "integer", "nullable": True},
-                     telemetry={**NodeTelemetry.model_json_schema(), "nullable": True},
-                     pools={"type": "array", "items": _S}, token_expires_at=_T, revoked_at=_NULLABLE_T),
+        "Node": node,
     }
 
 
@@ -32,7 +29,7 @@ def agent_paths() -> dict[str, dict[str, Any]]:
     from fitwire.webhook.api.nodes import NodeBody
 
     job, node = _ref("Job"), _ref("Node")
-    report = NodeTelemetry.model_json_schema()
+    report = model_ref(NodeTelemetry)
     raw = {"200": {"description": "The artifact's bytes.",
                    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
     put_raw = _op("Job token: write its own checkpoint (raw bytes).", _ok(None, "204"), params=("kind", "name"))

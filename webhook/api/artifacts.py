@@ -1,6 +1,6 @@
 """Artifacts: job bundles and checkpoints, as files under the data dir.
 
-Behind :class:`fitwire.agent.backends.StreamingArtifactStore`, so an object store can
+Behind :class:`fitwire.contract.artifacts.StreamingArtifactStore`, so an object store can
 take the place of the files later. Bundles arrive with ``POST /api/v1/jobs``; a running
 job's token (its child) reads its own bundle and reads and writes its own checkpoint, and
 nothing else; admins may read. Node tokens touch no artifact: the job's child does the work.
@@ -18,7 +18,8 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, g, request, send_file
 
-from fitwire.agent.backends import LocalArtifacts, StreamingArtifactStore
+from fitwire.artifacts import LocalArtifacts
+from fitwire.contract.artifacts import StreamingArtifactStore
 from fitwire.settings import Settings
 from fitwire.webhook.api.common import ID_PATTERN, raw_body
 from fitwire.webhook.api.nodes import user_or_node

@@ -19,7 +19,7 @@ from fitwire.webhook.api.common import (
     now,
     parse_body,
     store,
-    user_json,
+    to_json,
 )
 from fitwire.webhook.security import (
     LoginGuard,
@@ -89,7 +89,7 @@ def signup() -> tuple[dict[str, Any], int]:
         invitation_hash=hash_secret(body.invitation) if body.invitation else None,
         now=now(),
     )
-    return user_json(user), 201
+    return to_json(user), 201
 
 
 @bp.post("/auth/login")
@@ -99,7 +99,7 @@ def login() -> dict[str, Any]:
     token = new_secret()
     expires_at = now() + timedelta(seconds=current_app.config["TOKEN_TTL_SECONDS"])
     store().create_token(creds.user.id, hash_secret(token), expires_at)
-    return {"token": token, "expires_at": iso(expires_at), "user": user_json(creds.user)}
+    return {"token": token, "expires_at": iso(expires_at), "user": to_json(creds.user)}
 
 
 @bp.post("/auth/logout")
@@ -112,14 +112,14 @@ def logout() -> tuple[str, int]:
 @bp.get("/me")
 @authenticated
 def me() -> dict[str, Any]:
-    return user_json(g.user)
+    return to_json(g.user)
 
 
 @bp.patch("/me")
 @authenticated
 def update_me() -> dict[str, Any]:
     body = parse_body(ProfileBody)
-    return user_json(store().update_user(g.user.id, display_name=body.display_name))
+    return to_json(store().update_user(g.user.id, display_name=body.display_name))
 
 
 @bp.post("/me/password")

@@ -20,14 +20,10 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from fitwire.webhook.security import hash_secret
 from fitwire.webhook.store.base import (
-    Epoch,
     InvalidRequest,
-    Model,
     PermissionDenied,
-    Run,
     Store,
     Unauthenticated,
-    User,
     to_wire_json,
 )
 
@@ -38,7 +34,10 @@ B = TypeVar("B", bound=BaseModel)
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{2,32}$")]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
 # Printable, no control characters (PostgreSQL refuses NUL; terminals choke on the rest).
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# At least one character that is not whitespace: the server strips names, and the pattern says so to
+# clients reading /openapi.json (a name of only "\u00a0" is refused by both).
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
+                                        pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")]
 DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -196,51 +195,8 @@ def check_id(value: str, what: str) -> str:
 # --- entities as JSON -----------------------------------------------------------------------
 
 
-def user_json(user: User) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "username": user.username,
-        "display_name": user.display_name,
-        "is_admin": user.is_admin,
-        "created_at": iso(user.created_at),
-    }
+def to_json(entity: BaseModel) -> dict[str, Any]:
+    """An entity as the API returns it: every field it shows (``docs/http-api.md``), times in ISO 8601
+    UTC, non-finite numbers as the wire writes them. The one place entities become JSON."""
+    return to_wire_json(entity.model_dump(mode="json"))  # type: ignore[no-any-return]
 
-
-def model_json(model: Model) -> dict[str, Any]:
-    return {
-        "key": model.key,
-        "name": model.name,
-        "owner": model.owner,
-        "created_at": iso(model.created_at),
-        "runs": model.runs,
-    }
-
-
-def run_json(run: Run) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
-        "model_key": run.model_key,
-        "owner": run.owner,
-        "number": run.number,
-        "name": run.name,
-        "status": run.status,
-        "reason": run.reason,
-        "params": to_wire_json(run.params),
-        "epochs": run.epochs,
-        "steps": run.steps,
-        "host": run.host,
-        "framework": run.framework,
-        "framework_version": run.framework_version,
-        "started_at": iso(run.started_at),
-        "ended_at": iso(run.ended_at),
-        "final_logs": to_wire_json(run.final_logs),
-    }
-
-
-def epoch_json(epoch: Epoch) -> dict[str, Any]:
-    return {
-        "run_id": epoch.run_id,
-        "epoch": epoch.epoch,
-        "logs": to_wire_json(epoch.logs),
-        "ended_at": iso(epoch.ended_at),
-    }

@@ -16,8 +16,9 @@ from flask import Blueprint, g, request
 
 from fitwire.broker.topology import ANY_RUN
 from fitwire.contract import DecodeError, EpochEnd, ProgressMessage, TrainBegin, TrainEnd, decode
+from fitwire.contract.entities import Epoch
 from fitwire.contract.messages import UnsupportedVersion, older_version, spoken_versions
-from fitwire.webhook.api.common import ID_PATTERN, run_json, store
+from fitwire.webhook.api.common import ID_PATTERN, store, to_json
 from fitwire.webhook.api.nodes import user_or_job
 from fitwire.webhook.store.base import InvalidRequest, PermissionDenied, RunStart
 
@@ -87,9 +88,9 @@ def post_event() -> tuple[dict[str, Any], int]:
             framework_version=event.framework_version,
         )
         run, created = store().begin_run(g.user.id, start)
-        return {"run": run_json(run)}, 201 if created else 200
+        return {"run": to_json(run)}, 201 if created else 200
     if isinstance(event, EpochEnd):
-        run = store().upsert_epoch(g.user.id, event.run_id, event.epoch, dict(event.logs), at)
+        run = store().upsert_epoch(g.user.id, Epoch.of(event, at))
     else:
         run = store().end_run(g.user.id, event.run_id, event.status, event.reason, dict(event.logs), at)
-    return {"run": run_json(run)}, 200
+    return {"run": to_json(run)}, 200

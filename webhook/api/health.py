@@ -7,9 +7,9 @@ from typing import Any
 from flask import Blueprint, current_app, g
 
 from fitwire import __version__
-from fitwire.broker.topology import SUPPORTED_VERSIONS
+from fitwire.contract.version import SUPPORTED_VERSIONS
 from fitwire.webhook.api.broker_auth import login_url
-from fitwire.webhook.api.common import bearer_token, store, user_json
+from fitwire.webhook.api.common import bearer_token, store, to_json
 from fitwire.webhook.api.nodes import job_login_url, user_or_job
 from fitwire.webhook.openapi import openapi_document
 
@@ -38,7 +38,7 @@ def session() -> tuple[dict[str, Any], int, dict[str, str]]:
         amqp_url = job_login_url(g.job, bearer_token() or "")
     elif current_app.config["BROKER_LOGINS"] != "shared":
         amqp_url = login_url(amqp_url, g.user.username, bearer_token() or "")
-    body = {"user": user_json(g.user), "amqp_url": amqp_url, "protocol_versions": list(SUPPORTED_VERSIONS)}
+    body = {"user": to_json(g.user), "amqp_url": amqp_url, "protocol_versions": list(SUPPORTED_VERSIONS)}
     return body, 200, {"Cache-Control": "no-store"}  # it carries a credential
 
 

@@ -22,8 +22,8 @@ from typing import Any
 from flask import current_app
 from pydantic import ValidationError
 
-from fitwire.agent.placement import capacity_shortfall, fleet_shortfall
 from fitwire.contract import GpuInfo, JobSpec
+from fitwire.contract.placement import capacity_shortfall, fleet_shortfall
 from fitwire.webhook.api.common import now, store
 from fitwire.webhook.store.base import DoesNotExist, InvalidState, Job, Node
 

@@ -12,29 +12,29 @@ when, is :mod:`fitwire.webhook.api.job_verdicts`. Admins list and purge what
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from flask import Blueprint, current_app, g, request
 from pydantic import Field, StringConstraints, ValidationError
 
-from fitwire.agent.backends import bundle_key
-from fitwire.agent.bundle import bundle_id
-from fitwire.agent.deadletters import peek_dead_letters, purge_dead_letters
-from fitwire.agent.jobs import declare_pool, publish_job
-from fitwire.broker import connect, translate_errors
+from fitwire.broker.adapter import Broker
+from fitwire.broker.dead_letters import peek_dead_letters, purge_dead_letters
+from fitwire.broker.jobs import declare_pool, publish_job
 from fitwire.contract import BrokerError, JobSpec
 from fitwire.contract import Job as WireJob
-from fitwire.contract.messages import JobState
+from fitwire.contract.artifacts import bundle_id, bundle_key
+from fitwire.contract.enums import JobState
 from fitwire.webhook.api.artifacts import artifacts
 from fitwire.webhook.api.common import (
     Body,
     admin_only,
     authenticated,
     check_id,
-    iso,
     now,
     parse_body,
     store,
+    to_json,
     validation_message,
 )
 from fitwire.webhook.api.job_verdicts import (
@@ -54,20 +54,14 @@ from fitwire.webhook.store.base import (
     Unavailable,
 )
 
+T = TypeVar("T")
+
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
 
 Pool = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 MAX_BUNDLE_CHARS = 512 * 1024
 NODE_STATES = frozenset({"queued", "succeeded", "failed", "stopped", "dead", "unschedulable"})
 """What a node may report; ``running`` is a claim, ``cancelled`` the owner's."""
-
-
-def job_json(job: Job) -> dict[str, Any]:
-    return {
-        "job_id": job.job_id, "run_id": job.run_id, "pool": job.pool, "owner": job.owner,
-        "model_key": job.model_key, "state": job.state, "reason": job.reason, "node_id": job.node_id,
-        "spec": job.spec, "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
-    }
 
 
 class SubmitBody(Body):
@@ -114,22 +108,32 @@ def _spec(body: SubmitBody) -> JobSpec:
     return spec
 
 
-def _broker() -> Any:
-    """A connection to the broker the jobs go through (close it); raises BrokerError."""
-    return connect(current_app.config["AMQP_URL"], name="fitwire-webhook-jobs")
+def _broker() -> Broker:
+    """The webhook's broker: a kept connection per serving thread, publishing with confirms."""
+    return current_app.extensions["fitwire_broker"]  # type: ignore[no-any-return]
 
 
 def _publish(job: WireJob) -> None:
-    conn = _broker()
+    """Raises BrokerError (a refused declaration too: never a 500)."""
+    def publish(channel: Any) -> None:
+        declare_pool(channel, job.pool)  # a fresh broker has nothing yet; the pool was checked above
+        publish_job(channel, job)
+    _broker().run(publish)
+
+
+def _on_own_channel(operation: Callable[[Any], T]) -> T:
+    """Run ``operation`` on a channel of its own (closed after), so what it leaves unacked never lingers."""
+    def run(channel: Any) -> T:
+        own = channel.connection.channel()
+        try:
+            return operation(own)
+        finally:
+            if own.is_open:
+                own.close()
     try:
-        with translate_errors():  # a refused declaration is a BrokerError too, never a 500
-            channel = conn.channel()
-            channel.confirm_delivery()
-            declare_pool(channel, job.pool)  # a fresh broker has nothing yet; the pool was checked above
-            publish_job(channel, job)
-    finally:
-        if conn.is_open:
-            conn.close()
+        return _broker().run(run)
+    except BrokerError as exc:
+        raise Unavailable(f"The broker is unavailable ({exc}).") from None
 
 
 @bp.post("/jobs")
@@ -146,7 +150,7 @@ def submit() -> tuple[dict[str, Any], int]:
     verdict = capacity_verdict(spec, body.pool)
     if verdict is not None:  # never published: no agent would ever take it
         job = store().set_job_state(job.job_id, "unschedulable", reason=verdict, node_id=None, now=now())
-        return job_json(job), 201
+        return to_json(job), 201
     try:
         _publish(wire)
     except BrokerError as exc:
@@ -154,7 +158,7 @@ def submit() -> tuple[dict[str, Any], int]:
                               node_id=None, now=now())
         raise Unavailable(f"The broker did not take the job ({exc}); job {job.job_id} is recorded as failed "
                           "(broker unavailable). Submit it again when the broker is back.") from None
-    return job_json(job), 201
+    return to_json(job), 201
 
 
 @bp.get("/jobs")
@@ -162,7 +166,7 @@ def submit() -> tuple[dict[str, Any], int]:
 def list_jobs() -> dict[str, Any]:
     """Your jobs, newest first (an admin's: everyone's)."""
     jobs = judge_waiting(store().list_jobs(None if g.user.is_admin else g.user.id))
-    return {"jobs": [job_json(j) for j in jobs]}
+    return {"jobs": [to_json(j) for j in jobs]}
 
 
 def _node_job(node: Node, job_id: str) -> Job:
@@ -180,18 +184,18 @@ def get_job(job_id: str) -> dict[str, Any]:
     if g.job is not None:
         if g.job.job_id != job_id:
             raise DoesNotExist(f"No job with id {job_id!r}.")
-        return job_json(store().get_job(job_id))
+        return to_json(store().get_job(job_id))
     if g.node is not None:
-        return job_json(judge_waiting([_node_job(g.node, job_id)])[0])
+        return to_json(judge_waiting([_node_job(g.node, job_id)])[0])
     owner = None if g.user.is_admin else g.user.id
-    return job_json(judge_waiting([store().get_job(job_id, owner)])[0])
+    return to_json(judge_waiting([store().get_job(job_id, owner)])[0])
 
 
 @bp.post("/jobs/<job_id>/cancel")
 @authenticated
 def cancel(job_id: str) -> dict[str, Any]:
     """409 INVALID_STATE unless queued: a running job is stopped with a STOP signal (`fitwire stop`)."""
-    return job_json(store().cancel_job(None if g.user.is_admin else g.user.id, job_id, now()))
+    return to_json(store().cancel_job(None if g.user.is_admin else g.user.id, job_id, now()))
 
 
 @bp.post("/jobs/<job_id>/claim")
@@ -213,7 +217,7 @@ def claim(job_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
     secret = new_secret()
     job = store().claim_job(job_id, node_id=g.node.node_id, token_hash=hash_secret(secret),
                             delivery=body.delivery, now=now())
-    answer = {"job": job_json(job), "token": secret, "amqp_url": job_login_url(job, secret)}
+    answer = {"job": to_json(job), "token": secret, "amqp_url": job_login_url(job, secret)}
     return answer, 200, {"Cache-Control": "no-store"}  # it carries a credential
 
 
@@ -233,7 +237,7 @@ def set_state(job_id: str) -> dict[str, Any]:
     if body.state == "unschedulable":  # an agent sees only itself; the webhook knows every registered node
         check_unschedulable(job)
     job = store().set_job_state(job_id, body.state, reason=body.reason, node_id=g.node.node_id, now=now())
-    return job_json(job)
+    return to_json(job)
 
 
 MAX_DEAD_LETTERS_SHOWN = 1_000
@@ -247,15 +251,7 @@ def dead_letters() -> dict[str, Any]:
         limit = max(1, min(int(request.args.get("limit", 100)), MAX_DEAD_LETTERS_SHOWN))
     except ValueError:
         raise InvalidRequest("'limit' must be a whole number.") from None
-    conn = _broker_or_503()
-    try:
-        with translate_errors():
-            letters, total = peek_dead_letters(conn.channel(), limit)
-    except BrokerError as exc:
-        raise Unavailable(f"Could not read jobs.dead: {exc}.") from None
-    finally:
-        if conn.is_open:
-            conn.close()
+    letters, total = _on_own_channel(lambda channel: peek_dead_letters(channel, limit))
     return {"total": total, "dead_letters": letters}
 
 
@@ -263,20 +259,4 @@ def dead_letters() -> dict[str, Any]:
 @admin_only
 def purge_dead() -> dict[str, Any]:
     """Admin: empty ``jobs.dead``; the jobs stay ``dead`` in the store."""
-    conn = _broker_or_503()
-    try:
-        with translate_errors():
-            purged = purge_dead_letters(conn.channel())
-    except BrokerError as exc:
-        raise Unavailable(f"Could not purge jobs.dead: {exc}.") from None
-    finally:
-        if conn.is_open:
-            conn.close()
-    return {"purged": purged}
-
-
-def _broker_or_503() -> Any:
-    try:
-        return _broker()
-    except BrokerError as exc:
-        raise Unavailable(f"The broker is unavailable ({exc}).") from None
+    return {"purged": _on_own_channel(purge_dead_letters)}

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, g
 
-from fitwire.webhook.api.common import Body, Name, authenticated, model_json, now, parse_body, store
+from fitwire.webhook.api.common import Body, Name, authenticated, now, parse_body, store, to_json
 
 bp = Blueprint("models", __name__, url_prefix="/api/v1/models")
 
@@ -22,26 +22,26 @@ def create() -> tuple[dict[str, Any], int]:
     body = parse_body(ModelBody)
     # 128 random bits in hex: unguessable, and safe inside routing keys.
     model = store().create_model(g.user.id, secrets.token_hex(16), body.name, now())
-    return model_json(model), 201
+    return to_json(model), 201
 
 
 @bp.get("")
 @authenticated
 def list_models() -> dict[str, Any]:
-    return {"models": [model_json(m) for m in store().list_models(g.user.id)]}
+    return {"models": [to_json(m) for m in store().list_models(g.user.id)]}
 
 
 @bp.get("/<key>")
 @authenticated
 def get(key: str) -> dict[str, Any]:
-    return model_json(store().get_model(g.user.id, key))
+    return to_json(store().get_model(g.user.id, key))
 
 
 @bp.patch("/<key>")
 @authenticated
 def rename(key: str) -> dict[str, Any]:
     body = parse_body(ModelBody)
-    return model_json(store().rename_model(g.user.id, key, body.name))
+    return to_json(store().rename_model(g.user.id, key, body.name))
 
 
 @bp.delete("/<key>")

@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, request
 
-from fitwire.broker.topology import SUPPORTED_VERSIONS, job_username, node_username
+from fitwire.broker.topology import job_username, node_username
 from fitwire.contract import DecodeError, NodeTelemetry, decode, new_id
+from fitwire.contract.version import SUPPORTED_VERSIONS
 from fitwire.webhook.api.broker_auth import login_url
 from fitwire.webhook.api.common import (
     Body,
@@ -23,6 +24,7 @@ from fitwire.webhook.api.common import (
     now,
     parse_body,
     store,
+    to_json,
 )
 from fitwire.webhook.security import hash_secret, new_secret
 from fitwire.webhook.store.base import InvalidRequest, Job, Node, Unauthenticated
@@ -113,12 +115,8 @@ def job_login_url(job: Job, token: str) -> str:
 
 
 def node_json(node: Node) -> dict[str, Any]:
-    return {
-        "node_id": node.node_id, "name": node.name, "created_at": iso(node.created_at),
-        "last_seen": iso(node.last_seen), "agent_version": node.agent_version,
-        "protocol_version": node.protocol_version, "telemetry": node.telemetry, "pools": list(node.pools),
-        "token_expires_at": iso(token_expires_at(node)), "revoked_at": iso(node.revoked_at),
-    }
+    """A node as the API shows it: the entity and when its token lapses (a setting, not stored)."""
+    return {**to_json(node), "token_expires_at": iso(token_expires_at(node))}
 
 
 def telemetry_body() -> NodeTelemetry:

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, g
 
-from fitwire.webhook.api.common import authenticated, epoch_json, run_json, store
+from fitwire.webhook.api.common import authenticated, store, to_json
 
 bp = Blueprint("runs", __name__, url_prefix="/api/v1")
 
@@ -15,13 +15,13 @@ bp = Blueprint("runs", __name__, url_prefix="/api/v1")
 @authenticated
 def list_runs(key: str) -> dict[str, Any]:
     """Newest first."""
-    return {"runs": [run_json(r) for r in store().list_runs(g.user.id, key)]}
+    return {"runs": [to_json(r) for r in store().list_runs(g.user.id, key)]}
 
 
 @bp.get("/runs/<run_id>")
 @authenticated
 def get(run_id: str) -> dict[str, Any]:
-    return run_json(store().get_run(g.user.id, run_id))
+    return to_json(store().get_run(g.user.id, run_id))
 
 
 @bp.delete("/runs/<run_id>")
@@ -34,7 +34,7 @@ def delete(run_id: str) -> tuple[str, int]:
 @bp.get("/runs/<run_id>/epochs")
 @authenticated
 def epochs(run_id: str) -> dict[str, Any]:
-    return {"epochs": [epoch_json(e) for e in store().list_epochs(g.user.id, run_id)]}
+    return {"epochs": [to_json(e) for e in store().list_epochs(g.user.id, run_id)]}
 
 
 @bp.get("/runs/<run_id>/state")
@@ -44,7 +44,7 @@ def state(run_id: str) -> dict[str, Any]:
     found = store().run_state(g.user.id, run_id)
     last = found.last_epoch
     return {
-        "run": run_json(found.run),
-        "epochs": [epoch_json(e) for e in found.epochs],
-        "last_epoch": epoch_json(last) if last else None,
+        "run": to_json(found.run),
+        "epochs": [to_json(e) for e in found.epochs],
+        "last_epoch": to_json(last) if last else None,
     }

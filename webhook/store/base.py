@@ -15,17 +15,26 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
+from fitwire.contract.entities import (  # the entities the stores take and return
+    Epoch,
+    Invitation,
+    Job,
+    Model,
+    Node,
+    Run,
+    RunStart,
+    RunState,
+    Token,
+    User,
+)
+from fitwire.contract.enums import JOB_ENDED as JOB_ENDED  # the store backends check it
+from fitwire.contract.enums import RUN_ENDS as FINISHED  # noqa: F401 - the store backends check it
+from fitwire.contract.enums import JobState, RunStatus
 from fitwire.contract.errors import FitwireError
-from fitwire.contract.messages import JOB_ENDED as JOB_ENDED  # the store backends check it
-from fitwire.contract.messages import JobState
-
-RunStatus = Literal["running", "completed", "stopped", "failed"]
-FINISHED: frozenset[str] = frozenset({"completed", "stopped", "failed"})
-
 
 # --- errors ---------------------------------------------------------------------------
 
@@ -104,16 +113,7 @@ STATUS_OF: dict[str, int] = {
 """HTTP status of each error code (docs/http-api.md)."""
 
 
-# --- entities -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class User:
-    id: str
-    username: str
-    display_name: str
-    is_admin: bool
-    created_at: datetime
+# --- entities (the contract's; Credentials never leaves the store) -----------------------
 
 
 @dataclass(frozen=True)
@@ -122,131 +122,6 @@ class Credentials:
 
     user: User
     password_hash: str
-
-
-@dataclass(frozen=True)
-class Token:
-    user_id: str
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class Invitation:
-    created_by: str
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class Model:
-    key: str
-    name: str
-    owner: str
-    """The owner's username (the first part of the model's routing keys)."""
-    created_at: datetime
-    runs: int
-    """How many runs the model has now (deleted runs do not count; their numbers are not reused)."""
-
-
-@dataclass(frozen=True)
-class RunStart:
-    """What a ``train_begin`` says about a new run."""
-
-    run_id: str
-    model_key: str
-    started_at: datetime
-    params: dict[str, Any] = field(default_factory=dict)
-    epochs: int | None = None
-    steps: int | None = None
-    host: str = ""
-    framework: str = ""
-    framework_version: str = ""
-
-
-@dataclass(frozen=True)
-class Run:
-    run_id: str
-    model_key: str
-    owner: str
-    number: int
-    status: RunStatus
-    reason: str | None
-    params: dict[str, Any]
-    epochs: int | None
-    steps: int | None
-    host: str
-    framework: str
-    framework_version: str
-    started_at: datetime
-    ended_at: datetime | None
-    final_logs: dict[str, float | None]
-
-    @property
-    def name(self) -> str:
-        """DL-Tracker's training name: ``training_001``, ``training_002``, …"""
-        return f"training_{self.number:03d}"
-
-
-@dataclass(frozen=True)
-class Epoch:
-    run_id: str
-    epoch: int
-    logs: dict[str, float | None]
-    ended_at: datetime
-
-
-@dataclass(frozen=True)
-class RunState:
-    """Everything a client joining mid-run needs to draw at once."""
-
-    run: Run
-    epochs: list[Epoch]
-
-    @property
-    def last_epoch(self) -> Epoch | None:
-        return self.epochs[-1] if self.epochs else None
-
-
-
-
-@dataclass(frozen=True)
-class Job:
-    """A training job (``fitwire.broker.Job`` on the wire) and where it stands."""
-
-    job_id: str
-    run_id: str
-    pool: str
-    owner: str
-    """The owner's username."""
-    owner_id: str
-    model_key: str
-    state: JobState
-    reason: str | None
-    node_id: str | None
-    spec: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    claimed_delivery: int | None = None
-    """The broker delivery (``x-delivery-count``, 0 for the first) the job's current claim was for;
-    None until claimed. A redelivery after its agent died may claim it again, a second claim of
-    the same delivery may not."""
-
-
-@dataclass(frozen=True)
-class Node:
-    """A trainer node (an agent's machine) and its last report."""
-
-    node_id: str
-    name: str
-    created_by: str
-    created_at: datetime
-    last_seen: datetime | None
-    agent_version: str
-    protocol_version: int | None
-    telemetry: dict[str, Any] | None
-    pools: tuple[str, ...] = ()
-    """The pools the agent said hello with: the only job queues the broker lets it consume."""
-    revoked_at: datetime | None = None
-    """When an admin revoked the node's token; a revoked node is refused on HTTP and on the broker."""
 
 
 # --- JSON helpers shared by the backends -------------------------------------------------
@@ -396,10 +271,8 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def upsert_epoch(
-        self, owner_id: str, run_id: str, epoch: int, logs: dict[str, float | None], ended_at: datetime
-    ) -> Run:
-        """Insert or replace the epoch ``(run_id, epoch)``; returns the run.
+    def upsert_epoch(self, owner_id: str, epoch: Epoch) -> Run:
+        """Insert or replace the epoch ``(epoch.run_id, epoch.epoch)``, every field of it; returns the run.
 
         Raises: DoesNotExist (no such run for this owner); InvalidState (the run has finished).
         """

@@ -294,14 +294,15 @@ class FirestoreStore(FirestoreAgents, FirestoreUsers, Store):
             return self._transact(begin)
 
     @_translated
-    def upsert_epoch(self, owner_id: str, run_id: str, epoch: int, logs: dict[str, float | None],
-                     ended_at: datetime) -> Run:
+    def upsert_epoch(self, owner_id: str, epoch: Epoch) -> Run:
+        run_id = epoch.run_id
+
         def upsert(tx: Any) -> Run:
             run = self._run_doc(owner_id, run_id, tx)
             if run.get("status") in FINISHED:
                 raise InvalidState(f"The run {run_id!r} has finished ({run.get('status')}); it takes no more epochs.")
-            tx.set(run.reference.collection("epochs").document(f"{epoch:010d}"),
-                   {"epoch": epoch, "logs": to_wire_json(logs), "ended_at": ended_at})
+            document = {**epoch.model_dump(exclude={"run_id"}), "logs": to_wire_json(epoch.logs)}
+            tx.set(run.reference.collection("epochs").document(f"{epoch.epoch:010d}"), document)
             return _run(run)
 
         return self._transact(upsert)  # type: ignore[no-any-return]
@@ -343,8 +344,13 @@ class FirestoreStore(FirestoreAgents, FirestoreUsers, Store):
     def list_epochs(self, owner_id: str, run_id: str) -> list[Epoch]:
         run = self._run_doc(owner_id, run_id)
         docs = run.reference.collection("epochs").order_by("epoch").stream()
-        return [Epoch(run_id=run_id, epoch=d.get("epoch"), logs=logs_from_json(d.get("logs")),
-                      ended_at=d.get("ended_at")) for d in docs]
+        return [_epoch(run_id, d.to_dict() or {}) for d in docs]
+
+
+def _epoch(run_id: str, document: dict[str, Any]) -> Epoch:
+    """An epoch from its document; fields added to the entity later are absent from older ones (defaults)."""
+    fields = {name: document[name] for name in Epoch.model_fields if name in document}
+    return Epoch(**{**fields, "run_id": run_id, "logs": logs_from_json(document.get("logs") or {})})
 
 
 class _Snapshot:

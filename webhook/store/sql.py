@@ -110,14 +110,19 @@ _END_RUN = update(RunRow).where(_OWNED_LIVE_RUN).values(
 )
 
 
+EPOCH_FIELDS = [name for name in Epoch.model_fields if name != "run_id"]
+"""The epoch's columns: its entity's fields (``EpochRow`` has one column for each)."""
+
+
 def _upsert_epoch(insert: Any) -> Any:
     """``INSERT … SELECT … ON CONFLICT DO UPDATE`` of one epoch of an owned, live run (``insert``: the dialect's)."""
     columns = EpochRow.__table__.c
-    row = select(RunRow.run_id, *(bindparam(f"p_{name}", type_=columns[name].type) for name in ("epoch", "logs", "ended_at")))
-    stmt = insert(EpochRow).from_select(["run_id", "epoch", "logs", "ended_at"], row.where(_OWNED_LIVE_RUN))
+    row = select(RunRow.run_id, *(bindparam(f"p_{name}", type_=columns[name].type) for name in EPOCH_FIELDS))
+    stmt = insert(EpochRow).from_select(["run_id", *EPOCH_FIELDS], row.where(_OWNED_LIVE_RUN))
     # One statement, so two deliveries of the same epoch cannot race into a duplicate key.
     return stmt.on_conflict_do_update(
-        index_elements=["run_id", "epoch"], set_={"logs": stmt.excluded.logs, "ended_at": stmt.excluded.ended_at}
+        index_elements=["run_id", "epoch"],
+        set_={name: stmt.excluded[name] for name in EPOCH_FIELDS if name != "epoch"},
     ).returning(EpochRow.epoch)  # a row when written (psycopg's rowcount of INSERT … SELECT is -1)
 
 
@@ -305,11 +310,11 @@ class SqlStore(SqlAgents, SqlUsers, Store):
                 raise _RaceLost(start.run_id) from None
             return row.to_entity(owner), True
 
-    def upsert_epoch(
-        self, owner_id: str, run_id: str, epoch: int, logs: dict[str, float | None], ended_at: datetime
-    ) -> Run:
-        values = {"p_owner_id": owner_id, "p_run_id": run_id, "p_epoch": epoch, "p_logs": to_wire_json(logs),
-                  "p_ended_at": ended_at, "p_finished": sorted(FINISHED)}
+    def upsert_epoch(self, owner_id: str, epoch: Epoch) -> Run:
+        run_id = epoch.run_id
+        fields = {**epoch.model_dump(include=set(EPOCH_FIELDS)), "logs": to_wire_json(epoch.logs)}
+        values = {"p_owner_id": owner_id, "p_run_id": run_id, "p_finished": sorted(FINISHED),
+                  **{f"p_{name}": value for name, value in fields.items()}}
         with self._session(write=True) as s:
             written = s.connection().execute(self._upsert_epoch, values).first() is not None
         run = self.get_run(owner_id, run_id)  # after the commit, outside the writer lock; DoesNotExist: not theirs

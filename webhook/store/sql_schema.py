@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -162,11 +163,11 @@ class EpochRow(Base):
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     logs: Mapped[dict[str, Any]] = mapped_column(JSON)
     ended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     def to_entity(self) -> base.Epoch:
-        return base.Epoch(
-            run_id=self.run_id, epoch=self.epoch, logs=base.logs_from_json(self.logs), ended_at=self.ended_at
-        )
+        fields = {name: getattr(self, name) for name in base.Epoch.model_fields}
+        return base.Epoch(**{**fields, "logs": base.logs_from_json(self.logs)})
 
 
 class JobRow(Base):

@@ -1,0 +1,152 @@
+"""What the webhook stores and the HTTP API returns, one model each.
+
+The stores take and return these; the API's JSON is their ``model_dump`` (fields marked
+``exclude`` are the store's own and never leave it); ``/openapi.json`` and
+``docs/http-api.md`` list their fields (tests keep both equal to them). A field added
+here reaches every store, the API and ``--json`` at once (a SQL store also needs its
+column: a migration).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from fitwire.contract.enums import JobState, RunStatus
+from fitwire.contract.messages import EpochEnd, EpochRecord, Logs
+
+
+class Entity(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
+
+
+class User(Entity):
+    id: str
+    username: str
+    display_name: str
+    is_admin: bool
+    created_at: datetime
+
+
+class Token(Entity):
+    user_id: str
+    expires_at: datetime
+
+
+class Invitation(Entity):
+    created_by: str
+    expires_at: datetime
+
+
+class Model(Entity):
+    key: str
+    name: str
+    owner: str = Field(description="The owner's username (the first part of the model's routing keys).")
+    created_at: datetime
+    runs: int = Field(description="How many runs the model has now (deleted runs do not count; "
+                                  "their numbers are not reused).")
+
+
+class RunStart(Entity):
+    """What a ``train_begin`` says about a new run."""
+
+    run_id: str
+    model_key: str
+    started_at: datetime
+    params: dict[str, Any] = Field(default_factory=dict)
+    epochs: int | None = None
+    steps: int | None = None
+    host: str = ""
+    framework: str = ""
+    framework_version: str = ""
+
+
+class Run(Entity):
+    run_id: str
+    model_key: str
+    owner: str
+    number: int
+    status: RunStatus
+    reason: str | None
+    params: dict[str, Any]
+    epochs: int | None
+    steps: int | None
+    host: str
+    framework: str
+    framework_version: str
+    started_at: datetime
+    ended_at: datetime | None
+    final_logs: Logs
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def name(self) -> str:
+        """DL-Tracker's training name: ``training_001``, ``training_002``, …"""
+        return f"training_{self.number:03d}"
+
+
+class Epoch(EpochRecord):
+    """A stored epoch of a run: every field of ``epoch_end``'s record, and where and when."""
+
+    run_id: str
+    ended_at: datetime = Field(description="When the epoch ended: its ``epoch_end`` message's ``ts``.")
+
+    @classmethod
+    def of(cls, event: EpochEnd, ended_at: datetime) -> Epoch:
+        return cls(run_id=event.run_id, ended_at=ended_at,
+                   **{name: getattr(event, name) for name in EpochRecord.model_fields})
+
+
+class RunState(Entity):
+    """Everything a client joining mid-run needs to draw at once."""
+
+    run: Run
+    epochs: list[Epoch]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def last_epoch(self) -> Epoch | None:
+        return self.epochs[-1] if self.epochs else None
+
+
+class Job(Entity):
+    """A training job (``fitwire.contract.Job`` on the wire) and where it stands."""
+
+    job_id: str
+    run_id: str
+    pool: str
+    owner: str = Field(description="The owner's username.")
+    owner_id: str = Field(exclude=True)
+    model_key: str
+    state: JobState
+    reason: str | None
+    node_id: str | None
+    spec: dict[str, Any] = Field(description="The job's JobSpec (validated when it was submitted).")
+    created_at: datetime
+    updated_at: datetime
+    claimed_delivery: int | None = Field(None, exclude=True)
+    """The broker delivery (``x-delivery-count``, 0 for the first) the job's current claim was for;
+    None until claimed. A redelivery after its agent died may claim it again, a second claim of
+    the same delivery may not."""
+
+
+class Node(Entity):
+    """A trainer node (an agent's machine) and its last report."""
+
+    node_id: str
+    name: str
+    created_by: str = Field(exclude=True)
+    created_at: datetime
+    last_seen: datetime | None
+    agent_version: str
+    protocol_version: int | None
+    telemetry: dict[str, Any] | None
+    pools: tuple[str, ...] = ()
+    """The pools the agent said hello with: the only job queues the broker lets it consume."""
+    revoked_at: datetime | None = None
+    """When an admin revoked the node's token; a revoked node is refused on HTTP and on the broker."""
+
+
+__all__ = ["Epoch", "Invitation", "Job", "Model", "Node", "Run", "RunStart", "RunState", "Token", "User"]

@@ -1,0 +1,127 @@
+"""The broker adapter against a real RabbitMQ: kept connections, reconnects, confirms, translated errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pika
+import pytest
+
+from fitwire.broker.adapter import Broker, publish_properties
+from fitwire.broker.jobs import declare_pool, publish_job
+from fitwire.broker.local import free_port
+from fitwire.broker.topology import LIVE, PROGRESS
+from fitwire.contract import (
+    BrokerAccessRefused,
+    BrokerError,
+    BrokerUnavailable,
+    Job,
+    JobSpec,
+    new_id,
+)
+from tests.fixtures.broker import _rabbitmqctl
+
+
+def _close_connections(url: str, name: str) -> int:
+    """Have the broker close every connection named ``name`` (as a broker restart or an admin would)."""
+    ctl = _rabbitmqctl(url)
+    assert ctl is not None
+    listing = ctl("list_connections", "-q", "--no-table-headers", "pid", "client_properties")
+    pids = [line.split("\t")[0] for line in listing.stdout.splitlines()
+            if f'{{"connection_name","{name}"}}' in line]
+    for pid in pids:
+        ctl("close_connection", pid, "closed by the adapter test")
+    return len(pids)
+
+
+def _queue(amqp_url: str) -> tuple[pika.BlockingConnection, str]:
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    ch = conn.channel()
+    queue = ch.queue_declare("", exclusive=True).method.queue
+    return conn, queue
+
+
+def test_a_thread_keeps_its_connection_and_threads_do_not_share(amqp_url: str) -> None:
+    broker = Broker(amqp_url, name=f"adapter-{new_id()[:8]}")
+    try:
+        first = broker.run(lambda ch: ch.connection)
+        again = broker.run(lambda ch: ch.connection)
+        other: list[object] = []
+        thread = threading.Thread(target=lambda: other.append(broker.run(lambda ch: ch.connection)))
+        thread.start()
+        thread.join()
+        assert first is again
+        assert other[0] is not first
+    finally:
+        broker.close()
+    assert not first.is_open
+
+
+def test_a_connection_the_broker_closed_is_replaced_and_the_publish_arrives(amqp_url: str) -> None:
+    name = f"adapter-{new_id()[:8]}"
+    broker = Broker(amqp_url, name=name, confirm=True, heartbeat=0)
+    conn, queue = _queue(amqp_url)
+    try:
+        broker.publish("", queue, b"one")
+        assert _close_connections(amqp_url, name) == 1
+        time.sleep(0.5)
+        broker.publish("", queue, b"two")  # the dead connection is noticed and replaced
+        bodies = []
+        for _ in range(2):
+            method, _props, body = conn.channel().basic_get(queue, auto_ack=True)
+            assert method is not None
+            bodies.append(body)
+        assert bodies == [b"one", b"two"]
+    finally:
+        broker.close()
+        conn.close()
+
+
+def test_confirmed_publish_to_nowhere_is_a_broker_error_and_the_channel_stays_usable(amqp_url: str) -> None:
+    broker = Broker(amqp_url, name=f"adapter-{new_id()[:8]}", confirm=True)
+    pool = f"nobody-{new_id()[:6]}"
+    job = Job(owner="alice", pool=pool, spec=JobSpec(bundle="b" * 32, model_key="m"))
+    try:
+        broker.run(lambda ch: ch.exchange_declare("fitwire.jobs", "direct", durable=True))
+        with pytest.raises(BrokerError, match=f"no queue takes jobs for pool '{pool}'"):
+            broker.run(lambda ch: publish_job(ch, job))
+        broker.run(lambda ch: declare_pool(ch, pool))
+        broker.run(lambda ch: publish_job(ch, job))  # same kept channel, now routable
+        depth = broker.run(lambda ch: ch.queue_declare(f"jobs.{pool}", passive=True).method.message_count)
+        assert depth == 1
+    finally:
+        broker.run(lambda ch: ch.queue_delete(f"jobs.{pool}"))
+        broker.close()
+
+
+def test_pika_errors_arrive_as_fitwire_errors(amqp_url: str) -> None:
+    nowhere = Broker(f"amqp://guest:guest@127.0.0.1:{free_port()}/", name="adapter-nowhere", attempts=1)
+    with pytest.raises(BrokerUnavailable, match="no RabbitMQ answers"):
+        nowhere.publish("", "q", b"x")
+    wrong = Broker(amqp_url.replace("guest:guest", "guest:wrong"), name="adapter-wrong", attempts=1)
+    with pytest.raises(BrokerAccessRefused):
+        wrong.publish("", "q", b"x")
+    broker = Broker(amqp_url, name=f"adapter-{new_id()[:8]}")
+    try:
+        with pytest.raises(BrokerError, match="404"):
+            broker.run(lambda ch: ch.queue_declare(f"missing-{new_id()}", passive=True))
+        assert broker.run(lambda ch: ch.is_open)  # a channel the broker closed is replaced
+    finally:
+        broker.close()
+
+
+def test_a_watcher_receives_what_matches_its_keys_only(amqp_url: str) -> None:
+    broker = Broker(amqp_url, name=f"adapter-{new_id()[:8]}", uses=LIVE)
+    received: list[bytes] = []
+    try:
+        with broker.watching(PROGRESS.name, ["alice.m1.*"], on_message=received.append) as watcher:
+            broker.publish(PROGRESS.name, "alice.m1.r1", b"mine", properties=publish_properties())
+            broker.publish(PROGRESS.name, "bob.m1.r1", b"not mine", properties=publish_properties())
+            deadline = time.monotonic() + 5
+            while not received and time.monotonic() < deadline:
+                watcher.poll(0.1)
+            watcher.poll(0.3)
+        assert received == [b"mine"]
+    finally:
+        broker.close()
