@@ -24,7 +24,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from fitwire import credentials
-from fitwire.contract.errors import FitwireError
+from fitwire.contract.errors import ApiError, ServerUnreachable
 from fitwire.settings import Settings
 
 RETRY = Retry(
@@ -35,20 +35,6 @@ RETRY = Retry(
 """fitwire's one HTTP retry policy (idempotent methods only; see :func:`http_session`)."""
 
 NO_RETRY = Retry(total=0, raise_on_status=False)
-
-
-class ApiError(FitwireError):
-    """The webhook answered with an error; ``message`` is its sentence, ``code`` its error code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-class ServerUnreachable(FitwireError):
-    """Nothing answered at the server's URL (refused, timed out, DNS)."""
 
 
 def token_for(settings: Settings, server: str, explicit: str | None = None) -> str | None:
@@ -94,3 +80,65 @@ def json_of(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+class Client:
+    """A fitwire webhook's HTTP API, as every fitwire component calls it.
+
+    Args:
+        server: the webhook's URL.
+        token: the bearer token (see :func:`token_for` for which token may go where).
+        timeout: seconds (or ``(connect, read)``) one request may take.
+        retry_posts: retry POSTs too (:func:`http_session`): only for callers whose POSTs are idempotent.
+        keep_alive: keep the connection between calls (a daemon's); off, each call closes it,
+            so a short-lived command never holds a server's graceful shutdown.
+    """
+
+    def __init__(self, server: str, token: str | None, *, timeout: float | tuple[float, float] = 15.0,
+                 retry_posts: bool = False, keep_alive: bool = False) -> None:
+        self.server = server.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.keep_alive = keep_alive
+        self.http = http_session(retry_posts=retry_posts)
+
+    def request(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
+                token: str | None = None, auth: bool = True) -> requests.Response:
+        """The server's answer, whatever its status.
+
+        Raises:
+            ServerUnreachable: nothing answered (after the retry policy's attempts).
+        """
+        headers = {} if self.keep_alive else {"Connection": "close"}
+        if auth and (token or self.token):
+            headers["Authorization"] = f"Bearer {token or self.token}"
+        if data is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        try:
+            return self.http.request(method, self.server + path, json=json, data=data, headers=headers,
+                                     timeout=self.timeout)
+        except requests.exceptions.Timeout:
+            raise ServerUnreachable(f"The fitwire server at {self.server} did not answer in time") from None
+        except requests.exceptions.RequestException as exc:
+            raise ServerUnreachable(f"Cannot reach the fitwire server at {self.server} ({type(exc).__name__})") from None
+
+    def call(self, method: str, path: str, *, json: Any = None, auth: bool = True) -> Any:
+        """The decoded JSON answer (None for 204).
+
+        Raises:
+            ServerUnreachable: nothing answered.
+            ApiError: the server answered with an error (or with something that is not JSON).
+        """
+        with self.request(method, path, json=json, auth=auth) as response:  # released now
+            status, data = response.status_code, json_of(response)
+            if status == 204:
+                return None
+            if 200 <= status < 300:
+                if data is None:
+                    raise ApiError(status, "NOT_JSON", f"The server at {self.server} did not answer with JSON; "
+                                                      "is it a fitwire server?")
+                return data
+            raise error_of(response)
+
+    def close(self) -> None:
+        self.http.close()

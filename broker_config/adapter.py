@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -25,9 +26,11 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from fitwire.broker.connection import (
+    BACKOFF_MAX_S,
     CONNECT_ATTEMPTS,
     CONNECT_TIMEOUT_S,
     HEARTBEAT_S,
+    Backoff,
     connect,
     translate_errors,
     use_topology,
@@ -215,6 +218,22 @@ class Watcher:
             _close(connection)
             raise
         self.connection, self.channel = connection, channel
+
+    def reopen(self, *, cap: float = BACKOFF_MAX_S, give_up_at: float | None = None,
+               sleep: Callable[[float], None] = time.sleep) -> bool:
+        """After a lost connection: try again, one backoff step longer each time (at most ``cap``
+        seconds apart), until the queue is declared, bound and consumed again; True then, False
+        once ``time.monotonic()`` passes ``give_up_at``. A watcher's queue is new: what was
+        published while it was away is gone (watchers catch up from stored state)."""
+        backoff = Backoff(cap=cap)
+        while give_up_at is None or time.monotonic() < give_up_at:
+            sleep(backoff.next_delay())
+            try:
+                self.open(attempts=1)
+                return True
+            except BrokerUnavailable:
+                log.debug("%s: the broker is still away", self.broker.name)
+        return False
 
     def poll(self, timeout: float) -> None:
         """Service the connection for up to ``timeout`` seconds, delivering what arrives to ``on_message``."""

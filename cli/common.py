@@ -24,14 +24,13 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ParamSpec, TypeVar
 from urllib.parse import quote, urlparse
 
-import requests
 import typer
 from rich.console import Console
 
 from fitwire import credentials
 from fitwire.broker.connection import choose_broker_url, redact
 from fitwire.cli.display import clean
-from fitwire.client_api.http import http_session, json_of, token_for
+from fitwire.client_api.http import Client, token_for
 from fitwire.contract import (
     BrokerAccessRefused,
     BrokerError,
@@ -39,6 +38,8 @@ from fitwire.contract import (
     FitwireError,
     SettingsError,
 )
+from fitwire.contract.errors import ApiError as ContractApiError
+from fitwire.contract.errors import ServerUnreachable
 from fitwire.settings import Settings
 
 # The exit codes of every command (README, "Exit codes"); :func:`reports_errors` maps errors to them.
@@ -206,73 +207,55 @@ def settings() -> Settings:
 # --- the webhook client ---------------------------------------------------------------
 
 
-class Api:
-    """A small client of the webhook's HTTP API (docs/http-api.md)."""
+class Api(Client):
+    """The webhook as the CLI calls it: fitwire's one client (``fitwire.client_api.http``), with its
+    errors worded for a terminal and the resources the CLI draws, as the API's JSON."""
 
     def __init__(self, server: str, token: str | None, *, timeout: float = HTTP_TIMEOUT_S) -> None:
-        self.server = server.rstrip("/")
-        self.token = token
-        self.timeout = timeout
+        super().__init__(server, token, timeout=timeout)
 
-    def request(self, method: str, path: str, *, body: Any = None, auth: bool = True) -> Any:
+    def fetch(self, method: str, path: str, *, body: Any = None, auth: bool = True) -> Any:
         """Call the API; the decoded JSON body (None for 204).
 
         Raises:
             Unreachable: nothing answers at the server URL.
             ApiError: the server answered with an error.
         """
-        # Connection: close — a CLI makes a few calls, and an idle keep-alive connection
-        # would outlive the command (holding a server's graceful shutdown).
-        headers = {"Connection": "close"}
-        if auth and self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        url = self.server + path
         try:
-            with http_session() as http:
-                response = http.request(method, url, json=body, headers=headers, timeout=self.timeout)
-        except requests.exceptions.Timeout:
-            raise Unreachable(f"The fitwire server at {self.server} did not answer within {self.timeout:.0f} s") from None
-        except requests.exceptions.RequestException:
-            raise Unreachable(
-                f"Cannot reach the fitwire server at {self.server}; is `fitwire webhook serve` running there?"
-            ) from None
-        with response:  # released now, not when a traceback holding it is collected
-            status, data = response.status_code, json_of(response)
-        if status == 204:
-            return None
-        if 200 <= status < 300:
-            if data is None:
-                raise CliError(f"The server at {self.server} did not answer with JSON; is it a fitwire server?")
-            return data
-        raise self._error(status, data, auth=auth)
+            return self.call(method, path, json=body, auth=auth)
+        except ServerUnreachable as exc:
+            raise Unreachable(f"{exc}; is `fitwire webhook serve` running there?") from None
+        except ContractApiError as exc:
+            raise self._error(exc.status, exc.code, exc.message, auth=auth) from None
 
-    def _error(self, status: int, data: Any, *, auth: bool) -> ApiError:
-        error = data.get("error") if isinstance(data, dict) else None
-        code = str(error.get("code", "")) if isinstance(error, dict) else ""
-        message = str(error.get("message", "")) if isinstance(error, dict) else ""
+    def _error(self, status: int, code: str, message: str, *, auth: bool) -> ApiError:
+        if code == "NOT_JSON" or code == f"HTTP_{status}":
+            message = ""  # not the server's own sentence: say it in the CLI's words below
         if status == 401 and not auth:
             message = message or "The server refused the credentials"
         elif status == 401 and not self.token:
             message = f"You are not logged in to {self.server}; run `fitwire login` first (or set FITWIRE_TOKEN)"
         elif status == 401:
             message = (message or "The server refused the token") + "; run `fitwire login` again"
+        elif code == "NOT_JSON":
+            message = f"The server at {self.server} did not answer with JSON; is it a fitwire server?"
         elif status >= 500 and not message:
             message = f"The fitwire server at {self.server} failed (HTTP {status})"
         elif not message:
             message = f"The server answered HTTP {status}"
-        return ApiError(status, code or f"HTTP_{status}", message)
+        return ApiError(status, code, message)
 
     def get(self, path: str) -> Any:
-        return self.request("GET", path)
+        return self.fetch("GET", path)
 
     def post(self, path: str, body: Any = None, *, auth: bool = True) -> Any:
-        return self.request("POST", path, body=body, auth=auth)
+        return self.fetch("POST", path, body=body, auth=auth)
 
     def patch(self, path: str, body: Any) -> Any:
-        return self.request("PATCH", path, body=body)
+        return self.fetch("PATCH", path, body=body)
 
     def delete(self, path: str) -> Any:
-        return self.request("DELETE", path)
+        return self.fetch("DELETE", path)
 
     # --- the resources the CLI needs ----------------------------------------------
 

@@ -27,7 +27,6 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from fitwire.broker import Backoff
 from fitwire.cli import display
 from fitwire.cli.common import EXIT_INTERRUPTED, EXIT_OK, Api, ApiError, CliError, Unreachable
 from fitwire.cli.wire import WatchQueue, run_pattern
@@ -170,16 +169,8 @@ class Watcher:
     def _reconnect(self) -> None:
         self._print(Text("Lost the broker connection; reconnecting…", style="yellow"))
         lost = time.monotonic()
-        backoff = Backoff(cap=RECONNECT_CAP_S)
-        while True:
-            if self.deadline is not None and time.monotonic() > self.deadline:
-                return
-            time.sleep(backoff.next_delay())
-            try:
-                self.queue.open(attempts=1)
-                break
-            except (Unreachable, BrokerUnavailable):
-                continue
+        if not self.queue.reopen(cap=RECONNECT_CAP_S, give_up_at=self.deadline):
+            return
         try:
             self._catch_up()
         except Unreachable:  # live events still flow; the stored ones come at the next catch-up

@@ -81,7 +81,7 @@ def create_admin(
     """Create an admin user directly in FITWIRE_STORE (the first user of a new server)."""
     from pydantic import TypeAdapter, ValidationError
 
-    from fitwire.webhook.api.common import Password, Username
+    from fitwire.contract.http import Password, Username
     from fitwire.webhook.security import hash_password
     from fitwire.webhook.store import open_store
 

@@ -57,6 +57,10 @@ class WatchQueue:
         except BrokerUnavailable:
             raise broker_unreachable(self.amqp_url) from None
 
+    def reopen(self, *, cap: float, give_up_at: float | None) -> bool:
+        """After a lost connection: the adapter's reconnect with backoff; False when ``give_up_at`` passed."""
+        return self._watcher.reopen(cap=cap, give_up_at=give_up_at)
+
     def _on_message(self, body: bytes) -> None:
         try:
             self._pending.extend(unpack(decode(body, ProgressMessage)))

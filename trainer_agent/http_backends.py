@@ -15,8 +15,9 @@ from urllib.parse import quote
 import requests
 
 from fitwire.agent.backends import Claim, JobState
-from fitwire.client_api.http import error_of, http_session
+from fitwire.client_api.http import Client, error_of
 from fitwire.contract import EpochEnd, FitwireError, Job, JobSpec, NodeTelemetry, encode
+from fitwire.contract.errors import ServerUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -33,24 +34,25 @@ class WebhookError(FitwireError):
         self.code = code
 
 
-class _Client:
+class _Client(Client):
+    """fitwire's one HTTP client, with the node's (or a job's) token, keeping its connection."""
+
     def __init__(self, url: str, token: str) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
         # Job states must arrive: fitwire's retry policy rides out a webhook restart, POSTs
         # included (a job state is keyed by job and delivery, so a repeat changes nothing).
-        self.http = http_session(retry_posts=True)
+        super().__init__(url, token, timeout=TIMEOUT_S, retry_posts=True, keep_alive=True)
 
-    def call(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
+    @property
+    def url(self) -> str:
+        return self.server
+
+    def send(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
              token: str | None = None, ok_missing: bool = False) -> requests.Response | None:
-        headers = {"Authorization": f"Bearer {token or self.token}"}
-        if data is not None:
-            headers["Content-Type"] = "application/octet-stream"
+        """The answer; None for a 404 when ``ok_missing``. Raises WebhookError with the server's sentence."""
         try:
-            resp = self.http.request(method, self.url + path, json=json, data=data, headers=headers,
-                                     timeout=TIMEOUT_S)
-        except requests.RequestException as exc:
-            raise WebhookError(f"the webhook at {self.url} is unreachable ({exc})") from None
+            resp = self.request(method, path, json=json, data=data, token=token)
+        except ServerUnreachable as exc:
+            raise WebhookError(f"the webhook at {self.server} is unreachable ({exc})") from None
         if resp.status_code == 404 and ok_missing:
             return None
         if not resp.ok:
@@ -64,11 +66,11 @@ class HttpJobEvents(_Client):
 
     def job_state(self, job: Job, state: JobState, *, reason: str | None = None,
                   node_id: str | None = None) -> None:
-        self.call("PUT", f"{API}/jobs/{quote(job.job_id)}/state",
+        self.send("PUT", f"{API}/jobs/{quote(job.job_id)}/state",
                   json={"state": state, "reason": reason, "node_id": node_id})
 
     def status(self, job_id: str) -> tuple[JobState, str | None] | None:
-        resp = self.call("GET", f"{API}/jobs/{quote(job_id)}", ok_missing=True)
+        resp = self.send("GET", f"{API}/jobs/{quote(job_id)}", ok_missing=True)
         if resp is None:
             return None
         body = resp.json()
@@ -76,7 +78,7 @@ class HttpJobEvents(_Client):
 
     def claim(self, job: Job, node_id: str, delivery: int = 0) -> Claim | None:
         try:
-            resp = self.call("POST", f"{API}/jobs/{quote(job.job_id)}/claim", json={"delivery": delivery})
+            resp = self.send("POST", f"{API}/jobs/{quote(job.job_id)}/claim", json={"delivery": delivery})
         except WebhookError as exc:
             if exc.code in ("INVALID_STATE", "RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED"):
                 log.warning("not running job %s: %s", job.job_id, exc)
@@ -94,27 +96,27 @@ class HttpJobEvents(_Client):
         event = EpochEnd(run_id=job.run_id, model_key=job.spec.model_key, owner=job.owner, epoch=epoch,
                          logs=logs)
         try:
-            self.call("POST", f"{API}/events", data=encode(event))
+            self.send("POST", f"{API}/events", data=encode(event))
         except WebhookError as exc:
             # the Tracker's outbox carries the same epoch; losing this copy only weakens the guarantee
             log.warning("could not store epoch %d of run %s: %s", epoch, job.run_id, exc)
 
     def hello(self, telemetry: NodeTelemetry) -> dict[str, Any]:
         """Introduce the agent; raises WebhookError with the server's sentence when it is refused."""
-        resp = self.call("POST", f"{API}/nodes/hello", data=encode(telemetry))
+        resp = self.send("POST", f"{API}/nodes/hello", data=encode(telemetry))
         assert resp is not None
         return dict(resp.json())
 
     def telemetry(self, telemetry: NodeTelemetry) -> None:
-        self.call("POST", f"{API}/nodes/telemetry", data=encode(telemetry))
+        self.send("POST", f"{API}/nodes/telemetry", data=encode(telemetry))
 
 
 class HttpArtifacts(_Client):
     """:class:`~fitwire.agent.backends.ArtifactStore` through ``/api/v1/artifacts/<key>``."""
 
     def put(self, key: str, data: bytes) -> None:
-        self.call("PUT", f"{API}/artifacts/{quote(key)}", data=data)
+        self.send("PUT", f"{API}/artifacts/{quote(key)}", data=data)
 
     def get(self, key: str) -> bytes | None:
-        resp = self.call("GET", f"{API}/artifacts/{quote(key)}", ok_missing=True)
+        resp = self.send("GET", f"{API}/artifacts/{quote(key)}", ok_missing=True)
         return None if resp is None else resp.content

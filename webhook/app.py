@@ -19,12 +19,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from fitwire.broker import declare_all
 from fitwire.broker.adapter import Broker
 from fitwire.contract import BrokerError
+from fitwire.contract.errors import ERROR_STATUS
 from fitwire.settings import Settings
 from fitwire.webhook import http_headers
 from fitwire.webhook.api import BLUEPRINTS, broker_auth
 from fitwire.webhook.api.common import refuse_deep_json, size_text
 from fitwire.webhook.security import LoginGuard, RateLimited
-from fitwire.webhook.store.base import STATUS_OF, Store, StoreError
+from fitwire.webhook.store.base import Store, StoreError
 from fitwire.webhook.store.factory import open_store
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(StoreError)
     def _store_error(exc: StoreError) -> Response:
-        response = error_response(exc.code, exc.message, STATUS_OF.get(exc.code, 500))
+        response = error_response(exc.code, exc.message, ERROR_STATUS.get(exc.code, 500))
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
         if exc.code == "UNAUTHENTICATED":

@@ -15,9 +15,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
 from fitwire import __version__
+from fitwire.contract.http import ID_PATTERN
 
 _ERROR = {"$ref": "#/components/responses/Error"}
-_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}  # webhook.api.common.ID_PATTERN: routing-key safe
+_ID = {"type": "string", "pattern": ID_PATTERN.pattern}  # routing-key safe
 
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "kind": {"type": "string", "enum": ["bundles", "checkpoints"]},  # webhook.api.artifacts
@@ -97,8 +98,7 @@ def _op(summary: str, responses: dict[str, Any], body: Any = None, auth: bool = 
 @cache
 def openapi_document() -> dict[str, Any]:
     from fitwire.contract.entities import Epoch, Model, Run, User
-    from fitwire.webhook.api.auth import LoginBody, PasswordBody, ProfileBody, SignupBody
-    from fitwire.webhook.api.models import ModelBody
+    from fitwire.contract.http import LoginBody, ModelBody, PasswordBody, ProfileBody, SignupBody
 
     user, model, run, epoch = (model_ref(entity, "serialization") for entity in (User, Model, Run, Epoch))
     run_box = _obj(run=run)

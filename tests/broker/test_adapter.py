@@ -8,7 +8,7 @@ import time
 import pika
 import pytest
 
-from fitwire.broker.adapter import Broker, publish_properties
+from fitwire.broker.adapter import Broker, Watcher, publish_properties
 from fitwire.broker.jobs import declare_pool, publish_job
 from fitwire.broker.local import free_port
 from fitwire.broker.topology import LIVE, PROGRESS
@@ -125,3 +125,37 @@ def test_a_watcher_receives_what_matches_its_keys_only(amqp_url: str) -> None:
         assert received == [b"mine"]
     finally:
         broker.close()
+
+
+def test_a_watcher_whose_connection_the_broker_closed_reopens_with_backoff_and_receives_again(amqp_url: str) -> None:
+    name = f"adapter-watch-{new_id()[:8]}"
+    publisher = Broker(amqp_url, name=f"adapter-{new_id()[:8]}", uses=LIVE)
+    watcher_broker = Broker(amqp_url, name=name, uses=LIVE)
+    received: list[bytes] = []
+    slept: list[float] = []
+    with watcher_broker.watching(PROGRESS.name, ["alice.m1.*"], on_message=received.append) as watcher:
+        assert _close_connections(amqp_url, name) == 1
+        with pytest.raises(BrokerUnavailable):
+            for _ in range(50):
+                watcher.poll(0.1)
+        assert watcher.reopen(cap=0.5, give_up_at=time.monotonic() + 10, sleep=slept.append)
+        assert slept == [0.5]  # one step of backoff, then open again
+        publisher.publish(PROGRESS.name, "alice.m1.r2", b"after", properties=publish_properties())
+        deadline = time.monotonic() + 5
+        while not received and time.monotonic() < deadline:
+            watcher.poll(0.1)
+    publisher.close()
+    assert received == [b"after"]
+
+
+def test_reopen_gives_up_at_its_deadline_when_nothing_answers() -> None:
+    nowhere = Broker(f"amqp://guest:guest@127.0.0.1:{free_port()}/", name="adapter-nowhere")
+    watcher = Watcher(nowhere, PROGRESS.name, ["#"], lambda body: None)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(0.3)
+
+    assert watcher.reopen(cap=1.0, give_up_at=time.monotonic() + 1.5, sleep=sleep) is False
+    assert len(slept) >= 2 and slept[:2] == [1.0, 1.0]  # backoff steps, capped

@@ -25,8 +25,7 @@ def agent_schemas() -> dict[str, Any]:
 
 
 def agent_paths() -> dict[str, dict[str, Any]]:
-    from fitwire.webhook.api.jobs import ClaimBody, StateBody, SubmitBody
-    from fitwire.webhook.api.nodes import NodeBody
+    from fitwire.contract.http import ClaimBody, NodeBody, StateBody, SubmitBody
 
     job, node = _ref("Job"), _ref("Node")
     report = model_ref(NodeTelemetry)

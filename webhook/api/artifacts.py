@@ -20,8 +20,9 @@ from flask import Blueprint, Response, current_app, g, request, send_file
 
 from fitwire.artifacts import LocalArtifacts
 from fitwire.contract.artifacts import StreamingArtifactStore
+from fitwire.contract.http import ID_PATTERN
 from fitwire.settings import Settings
-from fitwire.webhook.api.common import ID_PATTERN, raw_body
+from fitwire.webhook.api.common import raw_body
 from fitwire.webhook.api.nodes import user_or_node
 from fitwire.webhook.store.base import DoesNotExist, InvalidRequest, PermissionDenied
 

@@ -6,13 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, g, request
-from pydantic import Field
 
+from fitwire.contract.http import LoginBody, PasswordBody, ProfileBody, SignupBody
 from fitwire.webhook.api.common import (
-    Body,
-    DisplayName,
-    Password,
-    Username,
     admin_only,
     authenticated,
     iso,
@@ -31,27 +27,6 @@ from fitwire.webhook.security import (
 from fitwire.webhook.store.base import Credentials, DoesNotExist, PermissionDenied, Unauthenticated
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1")
-
-
-class SignupBody(Body):
-    username: Username
-    password: Password
-    display_name: DisplayName = ""
-    invitation: str | None = Field(None, max_length=200)
-
-
-class LoginBody(Body):
-    username: str = Field(max_length=64)
-    password: str = Field(max_length=1024)
-
-
-class ProfileBody(Body):
-    display_name: DisplayName
-
-
-class PasswordBody(Body):
-    old_password: str = Field(max_length=1024)
-    new_password: Password
 
 
 def _guard() -> LoginGuard:

@@ -13,11 +13,12 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from flask import current_app, g, request
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ValidationError
 
+from fitwire.contract.http import ID_PATTERN
 from fitwire.webhook.security import hash_secret
 from fitwire.webhook.store.base import (
     InvalidRequest,
@@ -30,28 +31,11 @@ from fitwire.webhook.store.base import (
 F = TypeVar("F", bound=Callable[..., Any])
 B = TypeVar("B", bound=BaseModel)
 
-# Usernames are the first part of routing keys (``<owner>.<model_key>.<run_id>``): no dots, no wildcards.
-Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{2,32}$")]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
-# Printable, no control characters (PostgreSQL refuses NUL; terminals choke on the rest).
-# At least one character that is not whitespace: the server strips names, and the pattern says so to
-# clients reading /openapi.json (a name of only "\u00a0" is refused by both).
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
-                                        pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")]
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
-
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-"""Run ids and model keys: routing-key safe."""
-
 MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects a body may have; no fitwire body comes near it."""
 # A string (escapes included; an unterminated one runs to the end, so every position is
 # scanned once) or a bracket. Strings are matched so that brackets inside them do not count.
 _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
-
-
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 def store() -> Store:

@@ -17,8 +17,9 @@ from flask import Blueprint, g, request
 from fitwire.broker.topology import ANY_RUN
 from fitwire.contract import DecodeError, EpochEnd, ProgressMessage, TrainBegin, TrainEnd, decode
 from fitwire.contract.entities import Epoch
+from fitwire.contract.http import ID_PATTERN
 from fitwire.contract.messages import UnsupportedVersion, older_version, spoken_versions
-from fitwire.webhook.api.common import ID_PATTERN, store, to_json
+from fitwire.webhook.api.common import store, to_json
 from fitwire.webhook.api.nodes import user_or_job
 from fitwire.webhook.store.base import InvalidRequest, PermissionDenied, RunStart
 

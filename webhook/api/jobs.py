@@ -13,10 +13,10 @@ when, is :mod:`fitwire.webhook.api.job_verdicts`. Admins list and purge what
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, request
-from pydantic import Field, StringConstraints, ValidationError
+from pydantic import ValidationError
 
 from fitwire.broker.adapter import Broker
 from fitwire.broker.dead_letters import peek_dead_letters, purge_dead_letters
@@ -24,10 +24,9 @@ from fitwire.broker.jobs import declare_pool, publish_job
 from fitwire.contract import BrokerError, JobSpec
 from fitwire.contract import Job as WireJob
 from fitwire.contract.artifacts import bundle_id, bundle_key
-from fitwire.contract.enums import JobState
+from fitwire.contract.http import ClaimBody, StateBody, SubmitBody
 from fitwire.webhook.api.artifacts import artifacts
 from fitwire.webhook.api.common import (
-    Body,
     admin_only,
     authenticated,
     check_id,
@@ -58,30 +57,9 @@ T = TypeVar("T")
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
 
-Pool = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 MAX_BUNDLE_CHARS = 512 * 1024
 NODE_STATES = frozenset({"queued", "succeeded", "failed", "stopped", "dead", "unschedulable"})
 """What a node may report; ``running`` is a claim, ``cancelled`` the owner's."""
-
-
-class SubmitBody(Body):
-    pool: Pool = "default"
-    spec: dict[str, Any]
-    bundle_source: str | None = None
-    bundle_name: str = "job_bundle.py"
-
-
-class ClaimBody(Body):
-    node_id: str | None = None
-    """Ignored: the job runs on the node whose token claims it."""
-    delivery: int = Field(0, ge=0, le=1_000_000)
-    """The job message's ``x-delivery-count`` (0 for its first delivery)."""
-
-
-class StateBody(Body):
-    state: JobState
-    reason: str | None = None
-    node_id: str | None = None
 
 
 def _spec(body: SubmitBody) -> JobSpec:

@@ -7,13 +7,10 @@ from typing import Any
 
 from flask import Blueprint, g
 
-from fitwire.webhook.api.common import Body, Name, authenticated, now, parse_body, store, to_json
+from fitwire.contract.http import ModelBody
+from fitwire.webhook.api.common import authenticated, now, parse_body, store, to_json
 
 bp = Blueprint("models", __name__, url_prefix="/api/v1/models")
-
-
-class ModelBody(Body):
-    name: Name
 
 
 @bp.post("")

@@ -13,11 +13,10 @@ from flask import Blueprint, current_app, g, request
 
 from fitwire.broker.topology import job_username, node_username
 from fitwire.contract import DecodeError, NodeTelemetry, decode, new_id
+from fitwire.contract.http import NodeBody
 from fitwire.contract.version import SUPPORTED_VERSIONS
 from fitwire.webhook.api.broker_auth import login_url
 from fitwire.webhook.api.common import (
-    Body,
-    Name,
     admin_only,
     bearer_token,
     iso,
@@ -138,10 +137,6 @@ def telemetry_body() -> NodeTelemetry:
         return decode(raw, NodeTelemetry)
     except DecodeError as exc:
         raise InvalidRequest(f"The body is not a node report: {exc}.") from None
-
-
-class NodeBody(Body):
-    name: Name
 
 
 @bp.post("/nodes")

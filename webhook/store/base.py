@@ -2,7 +2,7 @@
 
 Rows and snapshots never leave a store: every method returns the frozen
 entities below. Every failure a caller can act on is a :class:`StoreError`
-with a code the HTTP layer maps to a status (``STATUS_OF``). Ownership is
+with a code the HTTP layer maps to a status (``fitwire.contract.errors.ERROR_STATUS``). Ownership is
 part of the contract: a method that takes ``owner_id`` treats another user's
 model or run exactly like one that does not exist, so ids do not leak.
 
@@ -97,20 +97,7 @@ class SchemaOutOfDate(StoreError):
     code = "SCHEMA_OUT_OF_DATE"
 
 
-STATUS_OF: dict[str, int] = {
-    "INVALID_REQUEST": 400,
-    "UNAUTHENTICATED": 401,
-    "PERMISSION_DENIED": 403,
-    "RESOURCE_DOES_NOT_EXIST": 404,
-    "RESOURCE_ALREADY_EXISTS": 409,
-    "INVALID_STATE": 409,
-    "PAYLOAD_TOO_LARGE": 413,
-    "RATE_LIMITED": 429,
-    "INTERNAL_ERROR": 500,
-    "SCHEMA_OUT_OF_DATE": 503,
-    "TEMPORARILY_UNAVAILABLE": 503,
-}
-"""HTTP status of each error code (docs/http-api.md)."""
+
 
 
 # --- entities (the contract's; Credentials never leaves the store) -----------------------

@@ -1,0 +1,82 @@
+"""The HTTP API's request bodies: what the webhook accepts, and what a client sends.
+
+Each body refuses unknown fields and wrong types (strict), so a mistake is a 400 naming
+the field and nothing is stored; ``/openapi.json`` publishes these very models. What the
+API answers is the entities (``fitwire.contract.entities``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from fitwire.contract.enums import JobState
+
+# Usernames are the first part of routing keys (``<owner>.<model_key>.<run_id>``): no dots, no wildcards.
+Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{2,32}$")]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
+# Printable, no control characters (PostgreSQL refuses NUL; terminals choke on the rest), and at
+# least one character that is not whitespace: the server strips names, and the pattern says so to
+# clients reading /openapi.json (a name of only "\u00a0" is refused by both).
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
+                                        pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")]
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""Run ids, model keys, job ids, pools, artifact names: routing-key safe."""
+Pool = Annotated[str, StringConstraints(pattern=ID_PATTERN.pattern)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SignupBody(Body):
+    username: Username
+    password: Password
+    display_name: DisplayName = ""
+    invitation: str | None = Field(None, max_length=200)
+
+
+class LoginBody(Body):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+
+
+class ProfileBody(Body):
+    display_name: DisplayName
+
+
+class PasswordBody(Body):
+    old_password: str = Field(max_length=1024)
+    new_password: Password
+
+
+class ModelBody(Body):
+    name: Name
+
+
+class NodeBody(Body):
+    name: Name
+
+
+class SubmitBody(Body):
+    pool: Pool = "default"
+    spec: dict[str, Any]
+    bundle_source: str | None = None
+    bundle_name: str = "job_bundle.py"
+
+
+class ClaimBody(Body):
+    node_id: str | None = None
+    """Ignored: the job runs on the node whose token claims it."""
+    delivery: int = Field(0, ge=0, le=1_000_000)
+    """The job message's ``x-delivery-count`` (0 for its first delivery)."""
+
+
+class StateBody(Body):
+    state: JobState
+    reason: str | None = None
+    node_id: str | None = None
