@@ -27,7 +27,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy fitwire broker_config callback webhook trainer_agent cli android_client_api
+	$(BIN)/mypy fitwire contract broker_config callback webhook trainer_agent cli android_client_api
 
 broker-up: install
 	$(BIN)/fitwire dev broker up

@@ -23,10 +23,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,13 +94,13 @@ def remove_files(path: Path) -> None:
 
 def _lock(fd: int) -> None:
     """Take an exclusive, non-blocking OS lock on ``fd``; OSError when someone holds it."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
+    if sys.platform == "win32":
         import msvcrt
 
         msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
         return
+    import fcntl
+
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
@@ -228,7 +229,7 @@ class Outbox:
                 raise
             self._db.execute("COMMIT")
 
-    def _run(self, sql: str, args: tuple[object, ...] | list[object] = ()) -> sqlite3.Cursor:
+    def _run(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Cursor:
         with self._lock:
             return self._db.execute(sql, args)
 
