@@ -3,11 +3,22 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the web client's sources, and its build output (gitignored)
+WEB := android_client_api/web
+WEB_BUNDLE := android_client_api/static/app.js
 export FITWIRE_DATA_DIR ?= $(CURDIR)/.fitwire
 
-.PHONY: install run test bench lint broker-up broker-down clean
+.PHONY: install web run test bench lint broker-up broker-down clean
 
-install: $(STAMP)
+install: $(STAMP) $(WEB_BUNDLE)
+
+# The web client (android_client_api/web, npm + esbuild) built into android_client_api/static;
+# rebuilt whenever one of its sources changes.
+$(WEB_BUNDLE): $(WEB)/package.json $(WEB)/package-lock.json $(WEB)/build.mjs $(wildcard $(WEB)/src/*)
+	@command -v npm >/dev/null || { echo "fitwire: building the web client needs Node.js 18+ and npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
+web: $(WEB_BUNDLE)
 
 # setuptools prints an informational notice (a UserWarning) on every editable install; silenced.
 $(STAMP): setup.cfg pyproject.toml

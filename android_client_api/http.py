@@ -17,7 +17,8 @@ webhook through here, so three rules hold everywhere:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -140,5 +141,61 @@ class Client:
                 return data
             raise error_of(response)
 
+    def upload(self, path: str, stream: BinaryIO, size: int, *,
+               on_progress: Callable[[int], None] | None = None) -> Any:
+        """POST the file ``stream`` (``size`` bytes) as the body, read in chunks as it is sent (never
+        whole in memory); the decoded JSON answer. ``on_progress(bytes_sent)`` after each chunk.
+
+        Raises: ServerUnreachable; ApiError.
+        """
+        body = _ProgressReader(stream, size, on_progress)
+        with self.request("POST", path, data=body) as response:  # type: ignore[arg-type]
+            if 200 <= response.status_code < 300:
+                return json_of(response)
+            raise error_of(response)
+
+    def download(self, path: str, out: BinaryIO, *, on_progress: Callable[[int, int | None], None] | None = None,
+                 ) -> int:
+        """GET ``path`` into ``out`` in chunks; the bytes written. ``on_progress(done, total)``.
+
+        Raises: ServerUnreachable; ApiError.
+        """
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            response = self.http.get(self.server + path, headers=headers, stream=True, timeout=self.timeout)
+        except requests.exceptions.RequestException as exc:
+            raise ServerUnreachable(f"Cannot reach the fitwire server at {self.server} ({type(exc).__name__})") from None
+        with response:
+            if response.status_code != 200:
+                raise error_of(response)
+            total = int(response.headers["Content-Length"]) if "Content-Length" in response.headers else None
+            done = 0
+            for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
+                out.write(chunk)
+                done += len(chunk)
+                if on_progress:
+                    on_progress(done, total)
+        return done
+
     def close(self) -> None:
         self.http.close()
+
+
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+
+
+class _ProgressReader:
+    """A file object requests streams as a body (``len`` gives its Content-Length), counting what it reads."""
+
+    def __init__(self, stream: BinaryIO, size: int, on_progress: Callable[[int], None] | None) -> None:
+        self.stream, self.size, self.on_progress, self.sent = stream, size, on_progress, 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, amount: int = -1) -> bytes:
+        chunk = self.stream.read(amount)
+        self.sent += len(chunk)
+        if self.on_progress is not None:
+            self.on_progress(self.sent)
+        return chunk

@@ -65,6 +65,8 @@ def start(
         webhook_url=settings.webhook_url,
         token=token,
         work_dir=Path(settings.data_dir) / "agent",
+        dataset_cache=settings.dataset_cache_dir or Path(settings.data_dir) / "datasets",
+        dataset_cache_bytes=settings.dataset_cache_bytes,
         log_level=level,
         job_user=settings.job_user,
     )

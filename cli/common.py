@@ -221,8 +221,17 @@ class Api(Client):
             Unreachable: nothing answers at the server URL.
             ApiError: the server answered with an error.
         """
+        return self.worded(lambda: self.call(method, path, json=body, auth=auth), auth=auth)
+
+    def worded(self, operation: Callable[[], R], *, auth: bool = True) -> R:
+        """``operation()`` (a call of this client), its errors in the CLI's words.
+
+        Raises:
+            Unreachable: nothing answers at the server URL.
+            ApiError: the server answered with an error.
+        """
         try:
-            return self.call(method, path, json=body, auth=auth)
+            return operation()
         except ServerUnreachable as exc:
             raise Unreachable(f"{exc}; is `fitwire webhook serve` running there?") from None
         except ContractApiError as exc:
@@ -305,6 +314,31 @@ class Api(Client):
             keys = ", ".join(m["key"] for m in named)
             raise CliError(f"Several models are named {key_or_name!r} ({keys}); give the key")
         raise CliError(f"No model {key_or_name!r} (neither a key nor a name of one of your models)")
+
+    def datasets(self, every: bool = False) -> list[dict[str, Any]]:
+        return list(self.get(f"{API}/datasets" + ("?all=true" if every else ""))["datasets"])
+
+    def find_dataset(self, id_or_name: str) -> dict[str, Any]:
+        """A dataset by name (yours or a public one), else by id; CliError when there is none."""
+        named = [d for d in self.datasets() if d.get("name") == id_or_name]
+        if named:
+            return named[0]  # names are unique among one's own and the public datasets
+        try:
+            return dict(self.get(f"{API}/datasets/{quote(id_or_name, safe='')}"))
+        except ApiError as exc:
+            if exc.status not in (400, 404):
+                raise
+        try:  # an admin may name another user's private dataset
+            named = [d for d in self.datasets(every=True) if d.get("name") == id_or_name]
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+        if len(named) == 1:
+            return named[0]
+        if named:
+            which = ", ".join(f"{d['owner']}'s {d['dataset_id']}" for d in named)
+            raise CliError(f"Several users have a dataset named {id_or_name!r} ({which}); give the id")
+        raise CliError(f"No dataset {id_or_name!r} (neither a name of yours or a public one, nor an id)")
 
     def find_run_or_model(self, ref: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """``(run, model)`` when ``ref`` is a run id, ``(None, model)`` when it names a model."""

@@ -89,6 +89,8 @@ def submit(
     pool: Annotated[str, typer.Option(help="Pool of agents to run it.")] = "default",
     gpus: Annotated[int, typer.Option(min=0, help="GPUs the job needs.")] = 0,
     gpu_memory_mb: Annotated[int, typer.Option(min=0, help="Free memory it needs on each GPU.")] = 0,
+    dataset: Annotated[str | None, typer.Option(help="A dataset (yours or public) the job reads at "
+                                                     "$FITWIRE_DATASET; the agent fetches and caches it.")] = None,
     local: LocalOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
@@ -98,6 +100,10 @@ def submit(
     source = file.read_bytes()
     spec_fields = dict(model_key=model, entry_point=entry_point, epochs=epochs, batch_size=batch_size,
                        params=_params(param), gpus=gpus, gpu_memory_mb=gpu_memory_mb)
+    if dataset is not None:
+        if local:
+            raise CliError("Datasets are served by a webhook; --dataset cannot be used with --local")
+        spec_fields["dataset"] = dataset
     if local:
         from fitwire.agent import bundle_id
         from fitwire.agent import submit as submit_job

@@ -12,6 +12,7 @@ import typer
 from fitwire.cli import (
     agent_cmd,
     control,
+    datasets,
     dev,
     jobs,
     models,
@@ -38,6 +39,7 @@ app.command()(control.stop)
 app.command()(control.lr)
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
+app.add_typer(datasets.app, name="datasets")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(nodes.app, name="nodes")
 # Without their extra these say which one to install, instead of failing on an import.

@@ -19,6 +19,7 @@ from fitwire.contract.messages import (
     AnyMessage,
     Batch,
     Batches,
+    DatasetRef,
     EpochBegin,
     EpochEnd,
     GpuInfo,
@@ -41,7 +42,7 @@ from fitwire.contract.version import PROTOCOL_VERSION, SUPPORTED_VERSIONS
 
 __all__ = [
     "PROTOCOL_VERSION", "SUPPORTED_VERSIONS", "AnyMessage", "Batch", "Batches", "BrokerAccessRefused",
-    "BrokerError", "BrokerUnavailable", "DecodeError", "EpochBegin", "EpochEnd", "FitwireError",
+    "BrokerError", "BrokerUnavailable", "DatasetRef", "DecodeError", "EpochBegin", "EpochEnd", "FitwireError",
     "GpuInfo", "Heartbeat", "Job", "JobSpec", "Message", "NodeTelemetry", "ProgressEvent",
     "ProgressMessage", "SettingsError", "Signal", "SignalAck", "TrainBegin", "TrainEnd", "decode",
     "encode", "new_id",

@@ -19,6 +19,11 @@ def bundle_key(bundle_id: str) -> str:
     return f"bundles/{bundle_id}"
 
 
+def dataset_key(sha256: str) -> str:
+    """Datasets by content: the same file uploaded twice, by anyone, is stored once."""
+    return f"datasets/{sha256}"
+
+
 def checkpoint_key(job_id: str) -> str:
     """One checkpoint per job, overwritten at every epoch end: resume needs only the last."""
     return f"checkpoints/{job_id}"

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from fitwire.contract.datasets import CsvInfo, DatasetFormat, ImagesInfo
 from fitwire.contract.enums import JobState, RunStatus
 from fitwire.contract.messages import EpochEnd, EpochRecord, Logs
 
@@ -149,4 +150,20 @@ class Node(Entity):
     """When an admin revoked the node's token; a revoked node is refused on HTTP and on the broker."""
 
 
-__all__ = ["Epoch", "Invitation", "Job", "Model", "Node", "Run", "RunStart", "RunState", "Token", "User"]
+class Dataset(Entity):
+    """An uploaded dataset: a CSV table or an images zip, stored once by content hash, and what
+    inspecting it found."""
+
+    dataset_id: str
+    name: str
+    owner: str = Field(description="The owner's username.")
+    owner_id: str = Field(exclude=True)
+    public: bool = Field(description="Every user may see and train on a public dataset; admins publish.")
+    format: DatasetFormat
+    size: int = Field(description="Bytes of the uploaded file.")
+    sha256: str = Field(description="The uploaded file's SHA-256 (hex): agents cache datasets by it.")
+    created_at: datetime
+    info: CsvInfo | ImagesInfo = Field(description="CsvInfo for a csv dataset, ImagesInfo for images.")
+
+
+__all__ = ["Dataset", "Epoch", "Invitation", "Job", "Model", "Node", "Run", "RunStart", "RunState", "Token", "User"]

@@ -80,3 +80,7 @@ class StateBody(Body):
     state: JobState
     reason: str | None = None
     node_id: str | None = None
+
+
+class DatasetPatch(Body):
+    public: bool = Field(description="Publish (admins): every user may then see and train on the dataset.")

@@ -246,6 +246,19 @@ MAX_GPU_MEMORY_MB = 1024 * 1024
 """1 TiB per GPU: far above any GPU made, far below what would overflow a consumer priority."""
 
 
+class DatasetRef(BaseModel):
+    """The dataset a job trains on, as the webhook resolved it at submission (never the submitter's
+    word): the agent fetches it by id with the job's token and caches it by hash."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset_id: str
+    name: str
+    format: Literal["csv", "images"]
+    sha256: str
+    size: int
+
+
 class JobSpec(BaseModel):
     """What to train: a function in an uploaded job bundle, and how to fit it."""
 
@@ -259,6 +272,8 @@ class JobSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the entry point.")
     gpus: int = Field(0, ge=0, le=MAX_GPUS)
     gpu_memory_mb: int = Field(0, ge=0, le=MAX_GPU_MEMORY_MB, description="Free GPU memory the job needs on each GPU.")
+    dataset: DatasetRef | None = Field(None, description="Submit a dataset's name; the webhook stores the "
+                                                         "reference. The job reads it at $FITWIRE_DATASET.")
 
 
 class Job(Message):

@@ -1,4 +1,9 @@
-"""Artifacts as files under a directory: what agents on one machine and the webhook keep them in."""
+"""Artifacts as files under a directory: what agents on one machine and the webhook keep them in.
+
+Datasets need more than a key-value store: they are inspected as they arrive into a staging
+file (:meth:`LocalArtifacts.staging_file`), adopted under their hash only once valid, and
+read in place (zip members, preview pages) through :meth:`LocalArtifacts.local_path`.
+"""
 
 from __future__ import annotations
 
@@ -58,3 +63,30 @@ class LocalArtifacts:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             return None
+
+    def staging_file(self) -> Path:
+        """A new, unique path for an upload in progress, on the same filesystem as the artifacts
+        (so :meth:`adopt` is a rename); the caller removes it if it is not adopted."""
+        staging = self.root / ".incoming"
+        staging.mkdir(parents=True, exist_ok=True)
+        return staging / f"{uuid.uuid4().hex}.part"
+
+    def adopt(self, key: str, path: Path) -> bool:
+        """Move the complete file ``path`` to ``key``; True when ``key`` was new. Keys named by
+        content (datasets) are never overwritten: an existing one already holds these bytes."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            path.unlink(missing_ok=True)
+            return False
+        os.replace(path, target)
+        return True
+
+    def local_path(self, key: str) -> Path | None:
+        """The artifact's file, or None when there is none."""
+        path = self._path(key)
+        return path if path.is_file() else None
+
+    def delete(self, key: str) -> None:
+        """Remove the artifact; a missing one is fine."""
+        self._path(key).unlink(missing_ok=True)

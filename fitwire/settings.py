@@ -38,6 +38,13 @@ class Settings(BaseModel):
         "http://127.0.0.1:8765",
         description="Base URL of the webhook service (also where `fitwire webhook serve` listens).",
     )
+    stomp_url: str = Field(
+        "",
+        pattern=r"^(wss?://[^\s/]+(/\S*)?)?$",
+        description="Web STOMP URL browsers read live data from (ws://… or wss://…), announced by "
+        "`GET /api/v1/session`; empty = the AMQP host at AMQP port + 10002, path /ws (15674 for 5672; wss on "
+        "15673 for amqps on 5671).",
+    )
     store: str = Field(
         "",
         description="Store URL: sqlite:///path, postgresql://…, firestore://project; empty = SQLite in the data dir.",
@@ -77,6 +84,28 @@ class Settings(BaseModel):
         2 * 1024**3,
         gt=0,
         description="Largest artifact upload (checkpoint) the webhook accepts, in bytes; streamed to disk, never held in memory.",
+    )
+    dataset_max_bytes: int = Field(
+        2 * 1024**3,
+        gt=0,
+        description="Largest dataset upload (CSV or images zip) the webhook accepts, in bytes; streamed to disk.",
+    )
+    dataset_label_limit: int = Field(
+        50,
+        ge=1,
+        description="A text (Label) column with more distinct values than this is blocked: too many to one-hot "
+        "encode (e.g. a surname column).",
+    )
+    dataset_cache_dir: Path | None = Field(
+        None,
+        description="Where an agent keeps the datasets its jobs train on (default: the data dir's `datasets/`; "
+        "where jobs run as another user who cannot reach it, `<tmp>/fitwire-datasets`).",
+    )
+    dataset_cache_bytes: int = Field(
+        20 * 1024**3,
+        gt=0,
+        description="Size cap of an agent's dataset cache (its data dir's `datasets/`); the least recently "
+        "used datasets go first.",
     )
     broker_logins: Literal["per-user", "shared"] = Field(
         "per-user",

@@ -30,6 +30,7 @@ from fitwire.agent.backends import TERMINAL_STATES, Claim, JobEvents, open_backe
 from fitwire.agent.deadletters import handle_dead_letter
 from fitwire.agent.isolation import (
     JobUser,
+    dataset_cache_dir,
     job_environment,
     job_user,
     job_workdir,
@@ -87,6 +88,9 @@ class AgentConfig:
     log_level: str = "WARNING"
     job_user: str = "nobody"
     """Where the agent runs as root (and reports to a webhook), job code runs as this user."""
+    dataset_cache: Path | None = None
+    """Where datasets that jobs train on are kept (``dataset_cache.DatasetCache``); None: ``work_dir/datasets``."""
+    dataset_cache_bytes: int = 20 * 1024**3
 
 
 @dataclass
@@ -134,6 +138,7 @@ class Agent:
         # local mode: the child works on the agent's own files, so it runs as the agent's user
         self._job_user: JobUser | None = (
             job_user(config.job_user) if config.backends.get("kind") == "http" else None)
+        self._dataset_cache = dataset_cache_dir(config.dataset_cache or config.work_dir / "datasets", self._job_user)
         closed = unreadable_interpreter() if self._job_user is not None else None
         if closed is not None:
             log.warning("job code runs as %s, who cannot enter %s: jobs can import only what the runner "
@@ -322,6 +327,8 @@ class Agent:
             "webhook_url": self.config.webhook_url, "token": claim.token,
             "tracker": self.config.tracker, "log_level": self.config.log_level,
             "run_as": None if self._job_user is None else [self._job_user.uid, self._job_user.gid],
+            "dataset_cache": str(self._dataset_cache),
+            "dataset_cache_bytes": self.config.dataset_cache_bytes,
         }
         ticket_path = workdir / "ticket.json"
         # root's own 0600 file: the runner reads it before it drops to the job user

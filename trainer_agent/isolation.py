@@ -73,6 +73,35 @@ def _jobs_root() -> Path:
     return root
 
 
+DATASETS_DIR = "fitwire-datasets"
+
+
+def open_to_all(path: Path) -> bool:
+    """Whether any user may enter ``path`` and every folder above it (what a job user needs to read
+    a file there that is not theirs)."""
+    path = path.resolve()
+    for folder in (path, *path.parents):
+        try:
+            if not os.stat(folder).st_mode & stat.S_IXOTH:
+                return False
+        except FileNotFoundError:
+            continue  # made later, by the agent, 0755
+    return True
+
+
+def dataset_cache_dir(wanted: Path, user: JobUser | None) -> Path:
+    """Where the agent keeps datasets: ``wanted``, unless jobs run as another user who could not reach
+    it (a data dir under root's home); then ``<tmp>/fitwire-datasets``, root's, 0755."""
+    if user is None or open_to_all(wanted):
+        return wanted
+    root = Path(tempfile.gettempdir()) / DATASETS_DIR
+    root.mkdir(mode=0o755, exist_ok=True)
+    info = os.lstat(root)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0:
+        raise IsolationError(f"{root} exists but is not a directory owned by root; remove it.")
+    return root
+
+
 def job_workdir(base: Path, job_id: str, user: JobUser | None) -> Path:
     """A fresh working directory for one job: under ``base``, or, for an isolated job, the job
     user's own (0700) under ``<tmp>/fitwire-jobs`` (``base`` may sit where that user cannot go)."""

@@ -20,14 +20,18 @@ import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from fitwire.agent import bundle as bundles
 from fitwire.agent.backends import JobEvents, open_backends
 from fitwire.agent.checkpoint import Checkpoint, make_callback, restore
+from fitwire.agent.dataset_cache import DatasetCache, DatasetFetchError
 from fitwire.agent.isolation import drop_privileges
+from fitwire.client_api.http import Client
 from fitwire.contract import Job, decode
 from fitwire.contract.artifacts import ArtifactStore, bundle_key, checkpoint_key
+from fitwire.contract.datasets import DatasetInvalid
+from fitwire.contract.errors import ApiError
 
 log = logging.getLogger("fitwire.agent.runner")
 
@@ -130,7 +134,8 @@ def _last_line(exc: BaseException) -> str:
 
 
 PRELOADED = ("tensorflow", "keras", "numpy", "fitwire.callback", "zipfile", "zoneinfo", "encodings.cp437",
-             "encodings.idna")
+             "encodings.idna", "encodings.utf_8_sig", "csv", "multiprocessing.pool", "multiprocessing.queues",
+             "multiprocessing.synchronize")  # what Keras's image_dataset_from_directory imports as it runs
 """Imported as root before the drop, while their files are surely readable: where the interpreter lives
 where the job user cannot go (e.g. under /root), only what is already imported still works; the agent
 warns about such an interpreter at start (``isolation.unreadable_interpreter``)."""
@@ -146,19 +151,54 @@ def _become_job_user(run_as: list[int]) -> None:
     drop_privileges(run_as[0], run_as[1])
 
 
+def fetch_dataset(job: Job, ticket: dict[str, Any]) -> None:
+    """Make the job's dataset ready in the agent's cache, and tell the job where: ``FITWIRE_DATASET``
+    (the CSV file, or the folder holding ``training_data/`` and ``validation_data/``) and
+    ``FITWIRE_DATASET_FORMAT``. Runs before the privilege drop: the cache is the agent's.
+
+    Raises: DatasetFetchError (the job fails, saying why); ServerUnreachable (no result is
+    written, so the broker hands the job out again).
+    """
+    ref = job.spec.dataset
+    if ref is None:
+        return
+    backends = ticket["backends"]
+    if backends.get("kind") != "http":
+        raise DatasetFetchError(f"job {job.job_id} trains on dataset {ref.name!r}, which only a webhook serves; "
+                                "this agent runs in local mode")
+    client = Client(backends["url"], backends["token"], timeout=(10.0, 300.0))  # the job's token
+
+    def download(out: BinaryIO) -> None:
+        try:
+            client.download(f"/api/v1/datasets/{ref.dataset_id}/file", out)
+        except ApiError as exc:
+            raise DatasetFetchError(f"the webhook refused dataset {ref.name!r}: {exc.message}") from None
+
+    cache = DatasetCache(Path(ticket["dataset_cache"]), int(ticket["dataset_cache_bytes"]))
+    found = cache.get(ref, download)
+    log.info("dataset %s (%s) %s", ref.name, ref.sha256[:12], "downloaded" if found.downloaded else "from the cache")
+    os.environ.update(FITWIRE_DATASET=str(found.path), FITWIRE_DATASET_FORMAT=ref.format)
+
+
 def main(argv: list[str]) -> int:
     ticket_path, result_path = Path(argv[0]), Path(argv[1])
     ticket = json.loads(ticket_path.read_text())
-    if ticket.get("run_as"):
-        _become_job_user(ticket["run_as"])
-    # after the drop: a change of credentials clears the parent-death signal
-    _die_with_parent(int(ticket["agent_pid"]))
     logging.basicConfig(level=ticket.get("log_level", "WARNING"),
                         format="%(asctime)s runner %(levelname)s %(name)s: %(message)s")
+    _die_with_parent(int(ticket["agent_pid"]))  # a download must not outlive the agent either
+    job = decode(json.dumps(ticket["job"]), Job)
+    try:
+        fetch_dataset(job, ticket)
+    except (DatasetFetchError, DatasetInvalid) as exc:
+        _write_result(result_path, "failed", f"dataset: {exc}")
+        return 0
+    if ticket.get("run_as"):
+        _become_job_user(ticket["run_as"])
+        # again after the drop: a change of credentials clears the parent-death signal
+        _die_with_parent(int(ticket["agent_pid"]))
     preempt = threading.Event()
     # SIGTERM from the agent means "finish this epoch, checkpoint, and hand the job back"
     signal.signal(signal.SIGTERM, lambda *_: preempt.set())
-    job = decode(json.dumps(ticket["job"]), Job)
     events, artifacts = open_backends(ticket["backends"])
 
     def preempted(epoch: int) -> None:

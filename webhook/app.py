@@ -73,6 +73,8 @@ def _defaults(settings: Settings) -> dict[str, Any]:
         "LOGIN_WINDOW_SECONDS": 300,
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
         "ARTIFACT_MAX_BYTES": settings.artifact_max_bytes,
+        "DATASET_MAX_BYTES": settings.dataset_max_bytes,
+        "DATASET_LABEL_LIMIT": settings.dataset_label_limit,
     }
 
 
@@ -104,7 +106,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             any username), ``LOGIN_WINDOW_SECONDS``, ``CORS_ORIGINS``, ``TRUSTED_PROXIES``, ``MAX_CONTENT_LENGTH``,
             ``NODE_TOKEN_TTL_SECONDS`` (a node token lapses this long after its node was last seen),
             ``DECLARE_TOPOLOGY`` (declare the shared broker topology at start; on by default),
-            ``ARTIFACT_MAX_BYTES`` (uploads of artifacts, streamed to disk).
+            ``ARTIFACT_MAX_BYTES`` (uploads of artifacts, streamed to disk), ``DATASET_MAX_BYTES`` and
+            ``DATASET_LABEL_LIMIT`` (dataset uploads).
 
     Raises:
         SchemaOutOfDate: the SQL store's schema needs ``fitwire webhook upgrade``.

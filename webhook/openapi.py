@@ -16,6 +16,8 @@ from pydantic.json_schema import JsonSchemaMode
 
 from fitwire import __version__
 from fitwire.contract.http import ID_PATTERN
+from fitwire.contract.schema import COMPONENTS_TEMPLATE
+from fitwire.contract.schema import model_ref as hoisted_ref
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _ID = {"type": "string", "pattern": ID_PATTERN.pattern}  # routing-key safe
@@ -43,19 +45,17 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-REF_TEMPLATE = "#/components/schemas/{model}"
+REF_TEMPLATE = COMPONENTS_TEMPLATE
 
 
 def model_ref(model: type[BaseModel], mode: JsonSchemaMode = "validation") -> dict[str, Any]:
     """A reference to ``model``'s JSON Schema, which joins ``components.schemas`` with its definitions.
 
     ``mode="serialization"`` for what the server returns (computed fields in, the store's own
-    fields out), ``"validation"`` for what it accepts.
+    fields out), ``"validation"`` for what it accepts. The hoisting is the contract's
+    (:func:`fitwire.contract.schema.model_ref`), shared with the AsyncAPI document.
     """
-    schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode)
-    SCHEMAS.update(schema.pop("$defs", {}))
-    SCHEMAS[model.__name__] = schema
-    return _ref(model.__name__)
+    return hoisted_ref(model, SCHEMAS, mode, REF_TEMPLATE)
 
 
 def _openapi_31(node: Any) -> Any:
@@ -108,7 +108,8 @@ def openapi_document() -> dict[str, Any]:
         "/health": {"get": _op("Service and store health.", _ok(_obj(status=_S, version=_S, store=_S)), auth=False)},
         "/openapi.json": {"get": _op("This document.", _ok({"type": "object"}), auth=False)},
         "/api/v1/session": {"get": _op("The caller, the broker URL and protocol versions.",
-                                       _ok(_obj(user=user, amqp_url=_S, protocol_versions={"type": "array", "items": _I})))},
+                                       _ok(_obj(user=user, amqp_url=_S, protocol_versions={"type": "array", "items": _I},
+                                                                 stomp_url=_S)))},
         "/api/v1/auth/signup": {"post": _op("Sign up (open, or with an invitation).", _ok(user, "201"), SignupBody, auth=False)},
         "/api/v1/auth/login": {"post": _op("Log in; returns an API token.",
                                            _ok(_obj(token=_S, expires_at=_T, user=user)), LoginBody, auth=False)},
@@ -145,6 +146,9 @@ def openapi_document() -> dict[str, Any]:
     from fitwire.webhook.api.broker_auth import broker_auth_paths
 
     paths.update(broker_auth_paths())
+    from fitwire.webhook.api.web_client import web_client_paths
+
+    paths.update(web_client_paths())
     SCHEMAS.update(agent_schemas())
     return _openapi_31({
         "openapi": "3.1.0",

@@ -8,8 +8,20 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from fitwire.webhook.api import artifacts, auth, events, health, jobs, models, nodes, runs
+from fitwire.webhook.api import (
+    artifacts,
+    auth,
+    datasets,
+    events,
+    health,
+    jobs,
+    models,
+    nodes,
+    runs,
+    web_client,
+)
 
 BLUEPRINTS: tuple[Blueprint, ...] = (
-    health.bp, auth.bp, models.bp, runs.bp, events.bp, jobs.bp, nodes.bp, artifacts.bp,
+    health.bp, auth.bp, models.bp, runs.bp, events.bp, jobs.bp, nodes.bp, artifacts.bp, datasets.bp,
+    web_client.bp,  # the web and phone client at /
 )

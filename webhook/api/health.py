@@ -11,6 +11,7 @@ from fitwire.contract.version import SUPPORTED_VERSIONS
 from fitwire.webhook.api.broker_auth import login_url
 from fitwire.webhook.api.common import bearer_token, store, to_json
 from fitwire.webhook.api.nodes import job_login_url, user_or_job
+from fitwire.webhook.api.web_client import stomp_url
 from fitwire.webhook.openapi import openapi_document
 
 bp = Blueprint("health", __name__)
@@ -38,7 +39,8 @@ def session() -> tuple[dict[str, Any], int, dict[str, str]]:
         amqp_url = job_login_url(g.job, bearer_token() or "")
     elif current_app.config["BROKER_LOGINS"] != "shared":
         amqp_url = login_url(amqp_url, g.user.username, bearer_token() or "")
-    body = {"user": to_json(g.user), "amqp_url": amqp_url, "protocol_versions": list(SUPPORTED_VERSIONS)}
+    body = {"user": to_json(g.user), "amqp_url": amqp_url, "protocol_versions": list(SUPPORTED_VERSIONS),
+            "stomp_url": stomp_url()}  # browsers: Web STOMP, with the same login as amqp_url
     return body, 200, {"Cache-Control": "no-store"}  # it carries a credential
 
 

@@ -36,6 +36,7 @@ from fitwire.webhook.api.common import (
     to_json,
     validation_message,
 )
+from fitwire.webhook.api.datasets import dataset_ref
 from fitwire.webhook.api.job_verdicts import (
     capacity_verdict,
     check_pool,
@@ -76,6 +77,8 @@ def _spec(body: SubmitBody) -> JobSpec:
         artifacts().put(bundle_key(fields["bundle"]), source)
     elif "bundle" not in fields:
         raise InvalidRequest("Give the job bundle: 'bundle_source' (the Python file) or 'spec.bundle'.")
+    if fields.get("dataset") is not None:
+        fields["dataset"] = dataset_ref(g.user.id, fields["dataset"])
     try:
         spec = JobSpec.model_validate(fields)
     except ValidationError as exc:

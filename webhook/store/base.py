@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from fitwire.contract.entities import (  # the entities the stores take and return
+    Dataset,
     Epoch,
     Invitation,
     Job,
@@ -382,6 +383,36 @@ class Store(ABC):
     @abstractmethod
     def list_nodes(self) -> list[Node]:
         """Every node, by name."""
+
+    # datasets ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def create_dataset(self, dataset: Dataset) -> Dataset:
+        """Record an uploaded, inspected dataset (its file is already stored under its hash).
+
+        Names follow WebML's rules: unique among the owner's datasets, and never equal to a
+        public dataset's name, so a name means one dataset to every user.
+
+        Raises: AlreadyExists naming the clash; AlreadyExists (the id is taken).
+        """
+
+    @abstractmethod
+    def get_dataset(self, dataset_id: str, viewer_id: str | None = None) -> Dataset:
+        """The dataset; with ``viewer_id``, only one the viewer owns or a public one. Raises: DoesNotExist."""
+
+    @abstractmethod
+    def list_datasets(self, viewer_id: str | None = None) -> list[Dataset]:
+        """By name: the viewer's own and the public ones; ``None``: every dataset (admins)."""
+
+    @abstractmethod
+    def set_dataset_public(self, dataset_id: str, public: bool) -> Dataset:
+        """Publish or unpublish. Raises: DoesNotExist; AlreadyExists (publishing a name another
+        dataset, anyone's, already has: a public name must be unique)."""
+
+    @abstractmethod
+    def delete_dataset(self, dataset_id: str) -> bool:
+        """Delete the record; True when no dataset is left with its file (the same ``sha256``),
+        so the caller may remove the file. Raises: DoesNotExist."""
 
     # lifecycle ---------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ Layout (top-level collections; ids in braces):
 * ``models/{key}`` — owner_id, owner, name, created_at, ``run_counter`` (last number
   handed out), ``run_total`` (runs that exist)
 * ``model_names/{sha256(owner_id, name)}`` — ``{key}``: unique model names per owner
+* ``datasets/{dataset_id}``, ``dataset_names/{sha256(name)}`` — see ``firestore_datasets``
 * ``runs/{run_id}`` — model_key, owner_id, owner, number, status, … ; epochs in
   the sub-collection ``runs/{run_id}/epochs/{epoch:010d}``
 
@@ -53,6 +54,7 @@ from fitwire.webhook.store.base import (
     to_wire_json,
 )
 from fitwire.webhook.store.firestore_agents import FirestoreAgents
+from fitwire.webhook.store.firestore_datasets import FirestoreDatasets
 from fitwire.webhook.store.firestore_users import FirestoreUsers, _valid_id
 
 T = TypeVar("T")
@@ -130,7 +132,7 @@ def _run(doc: Any) -> Run:
     )
 
 
-class FirestoreStore(FirestoreAgents, FirestoreUsers, Store):
+class FirestoreStore(FirestoreAgents, FirestoreDatasets, FirestoreUsers, Store):
     """A :class:`Store` on Cloud Firestore (or its emulator when ``FIRESTORE_EMULATOR_HOST`` is set)."""
 
     kind = "firestore"

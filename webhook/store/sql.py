@@ -46,6 +46,7 @@ from fitwire.webhook.store.base import (
     to_wire_json,
 )
 from fitwire.webhook.store.sql_agents import SqlAgents
+from fitwire.webhook.store.sql_datasets import SqlDatasets
 from fitwire.webhook.store.sql_schema import (
     EpochRow,
     JobRow,
@@ -130,7 +131,7 @@ class _RaceLost(StoreError):
     """Another transaction inserted the same run id first; the caller retries once."""
 
 
-class SqlStore(SqlAgents, SqlUsers, Store):
+class SqlStore(SqlAgents, SqlDatasets, SqlUsers, Store):
     """A :class:`Store` on SQLite or PostgreSQL.
 
     Args:

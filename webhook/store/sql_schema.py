@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -218,4 +219,26 @@ class NodeRow(Base):
             last_seen=self.last_seen, agent_version=self.agent_version,
             protocol_version=self.protocol_version, telemetry=self.telemetry,
             pools=tuple(self.pools or ()), revoked_at=self.revoked_at,
+        )
+
+
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_datasets_owner_id_name"),)
+
+    dataset_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)  # public names are unique across owners
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    format: Mapped[str] = mapped_column(String(16))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    info: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    def to_entity(self, owner: str) -> base.Dataset:
+        return base.Dataset(
+            dataset_id=self.dataset_id, name=self.name, owner=owner, owner_id=self.owner_id, public=self.public,
+            format=self.format, size=self.size, sha256=self.sha256,  # type: ignore[arg-type]
+            created_at=self.created_at, info=self.info,  # type: ignore[arg-type]
         )

@@ -1,0 +1,1 @@
+"""Tests of ``fitwire.datasets``: CSV and image-zip inspection on generated files."""
