@@ -123,7 +123,7 @@ class Batches(ProgressEvent):
     first: int = Field(ge=0)
     count: int = Field(ge=1)
     progress: float | None = Field(None, description="0..1 after the last batch; None when steps are unknown.")
-    logs: dict[str, list[float | None]] = Field(default_factory=dict)
+    logs: dict[str, list[Metric]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _columns_fit(self) -> Batches:

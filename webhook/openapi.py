@@ -146,6 +146,9 @@ def openapi_document() -> dict[str, Any]:
     from fitwire.webhook.api.broker_auth import broker_auth_paths
 
     paths.update(broker_auth_paths())
+    from fitwire.webhook.api.datasets import datasets_paths
+
+    paths.update(datasets_paths())
     from fitwire.webhook.api.web_client import web_client_paths
 
     paths.update(web_client_paths())

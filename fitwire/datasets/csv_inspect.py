@@ -50,7 +50,7 @@ MAX_LINE_BYTES = 16 * 2**20
 """The longest line accepted: past it the upload is not a table (and memory must stay bounded)."""
 
 CHUNK_BYTES = 64 * 1024
-_BATCH_ROWS = 4096
+_BATCH_ROWS = 1024
 """Rows gathered before the columns are examined: set operations on a batch run at C speed."""
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -87,9 +87,9 @@ class _Upload(io.RawIOBase):
     """The upload's chunks as a binary stream, checked as they pass: no NUL byte, valid UTF-8, no
     line past :data:`MAX_LINE_BYTES`; each refusal names the file offset at fault.
 
-    The text is then read through ``io.TextIOWrapper(newline="")``, whose C line splitting (``\n``,
-    ``\r\n`` and a lone ``\r``) is what ``csv.reader`` expects; decoding here as well only to
-    check costs little next to parsing, and is the one place the true offsets are known.
+    The text is then read through ``io.TextIOWrapper(newline="")``, whose line splitting in C (at
+    LF, CRLF and a lone CR, the line ends kept) is what ``csv.reader`` expects; decoding here as
+    well, only to check, costs little next to parsing and is the one place true offsets are known.
     """
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
@@ -146,7 +146,7 @@ def _text(chunks: Iterable[bytes]) -> io.TextIOWrapper:
     return io.TextIOWrapper(io.BufferedReader(_Upload(chunks), CHUNK_BYTES), encoding="utf-8-sig", newline="")
 
 
-def _head(text: io.TextIOWrapper) -> tuple[str, bool]:
+def _head(text: io.TextIOBase) -> tuple[str, bool]:
     """The first :data:`SNIFF_CHARS` or so of the text, ending at a line end; and whether that is all."""
     head = text.read(SNIFF_CHARS)
     complete = len(head) < SNIFF_CHARS
@@ -196,8 +196,7 @@ def csv_dialect_of(path: Path) -> type[csv.Dialect]:
     """The ``csv`` dialect of a stored CSV file, found as :func:`inspect_csv` finds it; pass it
     to ``csv.reader(f, dialect)`` on the file opened with ``encoding="utf-8-sig", newline=""``."""
     with path.open(encoding="utf-8-sig", newline="") as f:
-        sample = f.read(SNIFF_CHARS)
-        complete = not f.read(1)
+        sample, complete = _head(f)
     return _dialect(sniff_delimiter(sample, complete))
 
 
@@ -288,13 +287,17 @@ class _Table:
             batch = [row for row in batch if row]
         if len(self.examples) < self.want_examples:
             self.examples += batch[: self.want_examples - len(self.examples)]
+        empties = []  # (row in batch, column) of the first empty cell of each column
         # Not strict: a batch of blank lines only has no columns at all.
         for stats, values in zip(self.stats, zip(*batch, strict=True), strict=False):
             empty = stats.add(values)
             if empty is not None:
-                k = self.batch.index(batch[values.index(empty)])
-                raise DatasetInvalid(f"row {self.line_of(k)}, column {stats.index} ({stats.name!r}) is empty; "
-                                     "training cannot use an empty cell: fill it in or remove the row.")
+                empties.append((values.index(empty), stats))
+        if empties:
+            k, stats = min(empties, key=lambda found: found[0])
+            raise DatasetInvalid(f"row {self.line_of(self.batch.index(batch[k]))}, column {stats.index} "
+                                 f"({stats.name!r}) is empty; training cannot use an empty cell: "
+                                 "fill it in or remove the row.")
         self.rows += len(batch)
         self.batch.clear()
         self.batch_line = end_line + 1

@@ -15,8 +15,11 @@ checksums, a truncated file) without decoding pixels. The rules, each refusal a
   one common top folder (``mydata/training_data/…``, what zipping a folder gives). Nothing
   else beside them, no file loose in them, the same classes on both sides, each with at
   least one image per side; images in sub-folders of a class count for the class.
-* Every file of a class is an image Pillow reads. Litter that file managers add
-  (``__MACOSX/``, ``.DS_Store``, ``Thumbs.db``) is ignored wherever it is.
+* Every file of a class is a PNG, JPEG, GIF or BMP image Pillow reads, named ``.png``,
+  ``.jpg``, ``.jpeg``, ``.gif`` or ``.bmp``: what Keras's ``image_dataset_from_directory``
+  reads, so that training sees every image counted here (it skips other names silently).
+  Litter that file managers add (``__MACOSX/``, ``.DS_Store``, ``Thumbs.db``) is ignored
+  wherever it is.
 
 Channels are what a training pipeline sees after the usual conversion: 1 for grey (``1``,
 ``L``, ``I``, ``I;16``, ``F``), 2 for grey with alpha (``LA``), 4 for colour with alpha
@@ -53,6 +56,10 @@ RATIO_FLOOR = 2**20
 MAX_SIZES = 20
 JUNK_DIRS = frozenset({"__MACOSX"})
 JUNK_FILES = frozenset({".DS_Store", "Thumbs.db"})
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+"""The formats and names training reads (Keras's ``ALLOWLIST_FORMATS``); Pillow tries no other."""
+_NOT_IMAGE = "a class folder holds only PNG, JPEG, GIF or BMP images named .png, .jpg, .jpeg, .gif or .bmp"
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz", ".xz", ".txz", ".zst", ".7z", ".rar",
                     ".jar", ".war", ".lz", ".lzma", ".cab", ".iso")
 ARCHIVE_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08", b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00",
@@ -237,8 +244,10 @@ def _read_image(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, 
         with zf.open(info) as f:
             if f.read(8).startswith(ARCHIVE_MAGIC):
                 raise DatasetInvalid(f"{name!r} is an archive inside the archive; unpack it into the zip instead.")
+            if not name.lower().endswith(IMAGE_SUFFIXES):
+                raise DatasetInvalid(f"{name!r} is not an image: {_NOT_IMAGE}.")
             f.seek(0)
-            with Image.open(f) as img:
+            with Image.open(f, formats=IMAGE_FORMATS) as img:
                 size, mode = img.size, img.mode
                 img.verify()
             return size, mode
@@ -249,11 +258,9 @@ def _read_image(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, 
     except Image.DecompressionBombError:
         raise DatasetInvalid(f"{name!r} has too many pixels to be a training image.") from None
     except UnidentifiedImageError:
-        raise DatasetInvalid(f"{name!r} is not an image (no format Pillow knows); "
-                             "a class folder holds only images.") from None
+        raise DatasetInvalid(f"{name!r} is not an image Pillow can read: {_NOT_IMAGE}.") from None
     except (OSError, SyntaxError, ValueError) as exc:  # what Pillow raises on a damaged image
-        raise DatasetInvalid(f"{name!r} is not a readable image ({exc}); "
-                             "a class folder holds only images.") from None
+        raise DatasetInvalid(f"{name!r} is not a readable image ({exc}); {_NOT_IMAGE}.") from None
 
 
 def _scan(zf: zipfile.ZipFile, path: Path, max_files: int, max_total_bytes: int, max_ratio: float) -> _Layout:
@@ -323,7 +330,7 @@ def thumbnail(path: Path, member: str, size: int = 128) -> bytes:
         if not match:
             raise KeyError(member)
         _read_image(zf, match[0])  # refuses what is not an image before decoding pixels
-        with zf.open(match[0]) as f, Image.open(f) as img:
+        with zf.open(match[0]) as f, Image.open(f, formats=IMAGE_FORMATS) as img:
             img.draft("RGB", (size, size))  # JPEG: decode at a fraction of the size, far faster
             small = ImageOps.exif_transpose(img)
             small.thumbnail((size, size))
@@ -376,5 +383,5 @@ def _copy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
         raise DatasetInvalid(f"{info.filename!r}: {target} already exists.") from None
 
 
-__all__ = ["ARCHIVE_SUFFIXES", "RATIO_FLOOR", "channels_of", "class_members", "extract_images", "inspect_images",
+__all__ = ["ARCHIVE_SUFFIXES", "IMAGE_FORMATS", "IMAGE_SUFFIXES", "RATIO_FLOOR", "channels_of", "class_members", "extract_images", "inspect_images",
            "thumbnail"]

@@ -226,6 +226,7 @@ def test_a_png_is_not_a_table() -> None:
     (b"a,b\n,2\n", "row 2, column 1 ('a') is empty"),
     (b"a,b\nx,2\n  ,3\n", "row 3, column 1 ('a') is empty"),
     (b'a,b\n"multi\nline",1\n"",2\n', "row 4, column 1 ('a') is empty"),
+    (b"a,b,c\n1,2,3\n1,2,\n1,,3\n", "row 3, column 3 ('c') is empty"),  # the first row, whatever the column
 ])
 def test_an_empty_cell_is_named_by_row_and_column(data: bytes, message: str) -> None:
     assert message in refusal(data)
@@ -306,3 +307,15 @@ def test_any_written_table_reads_back(tmp_path: Path, table: tuple[list[str], li
             expected = {"float": "Float", "text": "Label"}[kind]
         assert column.type == expected
         assert column.unique == len(values)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 1024])
+def test_row_numbers_hold_across_batches_blank_lines_and_quoted_newlines(
+        monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
+    monkeypatch.setattr(csv_inspect, "_BATCH_ROWS", batch)
+    head = b'a,b\n1,"x\r\ny"\n\n2,"p\nq\nr"\n\n\n3,z\n'  # the data rows start on lines 2, 5 and 10
+    assert inspect_bytes(head + b"4,w\n").rows == 4
+    assert refusal(head + b"4,w,extra\n") == "row 11 has 3 fields; the header has 2."
+    assert "row 11, column 2 ('b') is empty" in refusal(head + b"4,\n")
+    assert "row 5, column 2 ('b') is empty" in refusal(head.replace(b'"p\nq\nr"', b'""'))
+    assert refusal(head + b'4,"open\n5,6\n') == "row 11: a quoted field is never closed."

@@ -90,11 +90,26 @@ def test_sizes_are_most_frequent_first_and_channels_sorted(tmp_path: Path) -> No
     assert info.channels == [1, 3, 4]
 
 
-def test_other_image_formats_are_read(tmp_path: Path) -> None:
+def encoded(fmt: str, size: tuple[int, int] = (20, 10), mode: str = "RGB") -> bytes:
     buf = io.BytesIO()
-    Image.new("RGB", (20, 10), "red").save(buf, format="JPEG")
-    info = inspect_images(image_zip(tmp_path / "d.zip", extra={"training_data/cat/photo.jpg": buf.getvalue()}))
-    assert (20, 10) in info.sizes
+    Image.new(mode, size, "red").save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_jpeg_gif_and_bmp_are_read_whatever_the_case_of_the_name(tmp_path: Path) -> None:
+    extra = {"training_data/cat/photo.JPG": encoded("JPEG"), "training_data/cat/a.jpeg": encoded("JPEG"),
+             "training_data/dog/anim.gif": encoded("GIF", (3, 4), "P"), "validation_data/dog/b.bmp": encoded("BMP")}
+    info = inspect_images(image_zip(tmp_path / "d.zip", extra=extra))
+    assert info.sizes[1:] == [(20, 10), (3, 4)]
+    assert [(c.training, c.validation) for c in info.classes] == [(6, 2), (5, 3)]
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("x.webp", "WEBP"), ("x.tif", "TIFF"), ("x.png", "TIFF"), ("x", "PNG")])
+def test_images_training_cannot_read_are_refused(tmp_path: Path, name: str, fmt: str) -> None:
+    path = image_zip(tmp_path / "d.zip", extra={f"training_data/cat/{name}": encoded(fmt)})
+    message = refusal(path)
+    assert message.startswith(f"'training_data/cat/{name}' is not an image")
+    assert "PNG, JPEG, GIF or BMP" in message
 
 
 # --- refusals: layout ---------------------------------------------------------------------------

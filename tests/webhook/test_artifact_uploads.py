@@ -183,3 +183,26 @@ def test_a_200_mib_upload_and_download_stay_out_of_the_servers_memory(tmp_path: 
     assert fetched.hexdigest() == digest.hexdigest()
     assert after_upload - before < 50 * MiB, f"upload: peak grew by {(after_upload - before) / MiB:.0f} MiB"
     assert after_download - before < 50 * MiB, f"download: peak grew by {(after_download - before) / MiB:.0f} MiB"
+
+
+def test_a_200_mb_csv_dataset_is_inspected_as_it_streams_without_growing_the_servers_memory(
+        tmp_path: Path) -> None:
+    source = tmp_path / "big.csv"
+    with source.open("w") as out:  # an id column (distinct values past the counting cap), a number, a label
+        out.write("id,value,label\n")
+        i = 0
+        while out.tell() < 200 * MiB:
+            out.write("".join(f"{j},{j % 997 / 7:.4f},{('red', 'green', 'blue')[j % 3]}\n"
+                              for j in range(i, i + 100_000)))
+            i += 100_000
+    with serve(tmp_path) as server:
+        before = server.peak_memory()
+        with source.open("rb") as body:
+            response = server.api("POST", "/api/v1/datasets?name=big", server.user_token, data=body)
+        after = server.peak_memory()
+    assert response.status_code == 201, response.text
+    info = response.json()["info"]
+    assert info["rows"] == i and [c["type"] for c in info["columns"]] == ["Int", "Float", "Label"]
+    assert info["columns"][0]["unique_capped"] and info["columns"][2]["unique"] == 3
+    print(f"200 MB CSV upload: server peak grew by {(after - before) / MiB:.1f} MiB")
+    assert after - before < 60 * MiB, f"peak grew by {(after - before) / MiB:.0f} MiB"

@@ -28,6 +28,7 @@ from fitwire.contract import DatasetRef, new_id
 from fitwire.contract.artifacts import ARTIFACT_CHUNK_BYTES, dataset_key
 from fitwire.contract.datasets import (
     DATASET_FORMATS,
+    DATASET_NAME_PATTERN,
     TRAINING_DIR,
     VALIDATION_DIR,
     DatasetInvalid,
@@ -322,3 +323,57 @@ def dataset_ref(owner_id: str, name: object) -> dict[str, Any]:
                              sha256=found.sha256, size=found.size)
             return ref.model_dump()
     raise DoesNotExist(f"No dataset named {name!r} (yours or public).")
+
+
+def datasets_paths() -> dict[str, dict[str, Any]]:
+    """The OpenAPI paths of these routes."""
+    from fitwire.webhook.openapi import _I, _S, _obj, _ok, _op, model_ref
+
+    dataset = model_ref(Dataset, "serialization")
+    ids = ("dataset_id",)
+
+    def query(op: dict[str, Any], *names: tuple[str, dict[str, Any], bool]) -> dict[str, Any]:
+        op["parameters"] = [*op.get("parameters", []),
+                            *({"name": n, "in": "query", "required": req, "schema": s} for n, s, req in names)]
+        return op
+
+    upload_op = query(_op("Upload a CSV table or an images zip (raw body, streamed); inspected on arrival.",
+                          _ok(dataset, "201")),
+                      ("name", {"type": "string", "pattern": DATASET_NAME_PATTERN}, True),
+                      ("format", {"type": "string", "enum": list(DATASET_FORMATS)}, False))
+    upload_op["requestBody"] = {"required": True, "content": {"application/octet-stream": {
+        "schema": {"type": "string", "format": "binary"}}}}
+    binary = {"200": {"description": "The file.", "content": {"application/octet-stream": {
+        "schema": {"type": "string", "format": "binary"}}}}}
+    jpeg = {"200": {"description": "A JPEG.", "content": {"image/jpeg": {"schema": {"type": "string",
+                                                                                     "format": "binary"}}}}}
+    page = ("offset", {"type": "integer", "minimum": 0}, False), ("limit", {"type": "integer", "minimum": 1,
+                                                                            "maximum": MAX_PAGE}, False)
+    strings = {"type": "array", "items": _S}
+    return {
+        "/api/v1/datasets": {
+            "get": query(_op("Your datasets and the public ones (admins: every user's with all=true).",
+                             _ok(_obj(datasets={"type": "array", "items": dataset}))),
+                         ("all", {"type": "boolean"}, False)),
+            "post": upload_op,
+        },
+        "/api/v1/datasets/{dataset_id}": {
+            "get": _op("One dataset, with what inspecting it found.", _ok(dataset), params=ids),
+            "patch": _op("Admin: publish or unpublish.", _ok(dataset), DatasetPatch, params=ids),
+            "delete": query(_op("Delete (409 while a queued or running job uses it, unless force=true).",
+                                _ok(None, "204"), params=ids), ("force", {"type": "boolean"}, False)),
+        },
+        "/api/v1/datasets/{dataset_id}/file": {"get": _op("The original upload.", binary, params=ids)},
+        "/api/v1/datasets/{dataset_id}/rows": {"get": query(_op(
+            "A page of a CSV dataset's rows.",
+            _ok(_obj(header=strings, rows={"type": "array", "items": strings}, offset=_I, total=_I)),
+            params=ids), *page)},
+        "/api/v1/datasets/{dataset_id}/images": {"get": query(_op(
+            "A page of one class's images (zip member paths).",
+            _ok(_obj(**{"class": _S}, split=_S, offset=_I, total=_I, images=strings)), params=ids),
+            ("class", _S, True), ("split", {"type": "string", "enum": ["training", "validation"]}, False), *page)},
+        "/api/v1/datasets/{dataset_id}/thumbnail": {"get": query(_op(
+            "A thumbnail of an image (member) or of a class's sample (class).", jpeg, params=ids),
+            ("member", _S, False), ("class", _S, False), ("size", {"type": "integer", "minimum": 16, "maximum": 512},
+                                                         False))},
+    }
