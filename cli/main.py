@@ -13,6 +13,7 @@ from fitwire.cli import (
     agent_cmd,
     control,
     datasets,
+    designs,
     dev,
     jobs,
     models,
@@ -39,6 +40,12 @@ app.command()(control.stop)
 app.command()(control.lr)
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
+models.app.add_typer(designs.spec_app, name="spec")
+models.app.add_typer(designs.weights_app, name="weights")
+models.app.command("validate")(designs.validate)
+models.app.command("shape")(designs.shape)
+models.app.command("clone")(designs.clone)
+app.command("train")(designs.train)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(nodes.app, name="nodes")

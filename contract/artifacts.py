@@ -24,6 +24,11 @@ def dataset_key(sha256: str) -> str:
     return f"datasets/{sha256}"
 
 
+def trained_metadata_key(trained_key: str) -> str:
+    """What a trained model's outputs mean (class names, vocabularies), next to its ``.keras``."""
+    return f"{trained_key}-meta"
+
+
 def checkpoint_key(job_id: str) -> str:
     """One checkpoint per job, overwritten at every epoch end: resume needs only the last."""
     return f"checkpoints/{job_id}"

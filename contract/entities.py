@@ -10,13 +10,19 @@ column: a migration).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from fitwire.contract.datasets import CsvInfo, DatasetFormat, ImagesInfo
 from fitwire.contract.enums import JobState, RunStatus
 from fitwire.contract.messages import EpochEnd, EpochRecord, Logs
+from fitwire.contract.specs import ModelSpec
+
+ModelState = Literal["dynamic", "shaped", "editable", "static"]
+"""WebML's states of a designed model: *dynamic* (no dataset; its output size open), *shaped* to a
+dataset, *editable* (edited after shaping, or a clone), *static* once trained (its layers frozen;
+editable again only when its trained models are deleted)."""
 
 
 class Entity(BaseModel):
@@ -41,6 +47,29 @@ class Invitation(Entity):
     expires_at: datetime
 
 
+class TrainedModel(Entity):
+    """A trained model (``.keras``) of a designed model: the outcome of one training run."""
+
+    run_id: str
+    job_id: str
+    created_at: datetime
+    size: int = Field(description="Bytes of the .keras file.")
+
+
+class Design(Entity):
+    """A model's network spec (``fitwire.contract.specs.ModelSpec``) and what it is shaped to."""
+
+    spec: ModelSpec
+    state: ModelState
+    dataset_id: str | None = None
+    dataset_name: str | None = None
+    inputs: list[str] = Field(default_factory=list, description="CSV: the input columns, in order.")
+    outputs: list[str] = Field(default_factory=list, description="CSV: the output columns, in order.")
+    output_units: int | None = Field(None, description="What a Dense with units null outputs: the class count, "
+                                                       "or the outputs' width; null while dynamic.")
+    trained: list[TrainedModel] = Field(default_factory=list)
+
+
 class Model(Entity):
     key: str
     name: str
@@ -48,6 +77,8 @@ class Model(Entity):
     created_at: datetime
     runs: int = Field(description="How many runs the model has now (deleted runs do not count; "
                                   "their numbers are not reused).")
+    design: Design | None = Field(None, description="The network spec a model designed as JSON carries; null "
+                                                    "for a model tracked from the user's own script.")
 
 
 class RunStart(Entity):
@@ -166,4 +197,4 @@ class Dataset(Entity):
     info: CsvInfo | ImagesInfo = Field(description="CsvInfo for a csv dataset, ImagesInfo for images.")
 
 
-__all__ = ["Dataset", "Epoch", "Invitation", "Job", "Model", "Node", "Run", "RunStart", "RunState", "Token", "User"]
+__all__ = ["Dataset", "Design", "Epoch", "Invitation", "Job", "Model", "Node", "Run", "RunStart", "RunState", "Token", "TrainedModel", "User"]

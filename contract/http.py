@@ -13,6 +13,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from fitwire.contract.enums import JobState
+from fitwire.contract.messages import MAX_GPU_MEMORY_MB, MAX_GPUS
+from fitwire.contract.specs import Augmentation, ModelSpec
 
 # Usernames are the first part of routing keys (``<owner>.<model_key>.<run_id>``): no dots, no wildcards.
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{2,32}$")]
@@ -84,3 +86,31 @@ class StateBody(Body):
 
 class DatasetPatch(Body):
     public: bool = Field(description="Publish (admins): every user may then see and train on the dataset.")
+
+
+class ValidateBody(Body):
+    spec: ModelSpec
+    input_shape: list[int] | None = Field(None, description="Instead of the spec's size.")
+    output_units: int | None = Field(None, ge=1, description="What a Dense with units null outputs.")
+
+
+class ShapeBody(Body):
+    dataset: str = Field(max_length=64, description="The dataset's name (yours or a public one).")
+    inputs: list[str] = Field(default_factory=list, description="CSV: the input columns.")
+    outputs: list[str] = Field(default_factory=list, description="CSV: the output columns (a column may be an "
+                                                                 "input too, as in an autoencoder).")
+    name: Name | None = Field(None, description="Shape as a new model of this name; else this model.")
+
+
+class CloneBody(Body):
+    name: Name
+
+
+class TrainBody(Body):
+    epochs: int = Field(1, ge=1, le=100_000)
+    batch_size: int = Field(32, ge=1, le=1_000_000)
+    augmentation: Augmentation | None = Field(None, description="Images only.")
+    pool: Pool = "default"
+    gpus: int = Field(0, ge=0, le=MAX_GPUS)
+    gpu_memory_mb: int = Field(0, ge=0, le=MAX_GPU_MEMORY_MB)
+    from_run: str | None = Field(None, max_length=64, description="Retrain from this run's trained model.")

@@ -30,6 +30,7 @@ from pydantic import (
 
 from fitwire.contract.enums import RunEnd, SignalAction
 from fitwire.contract.errors import DecodeError
+from fitwire.contract.specs import SpecTraining
 from fitwire.contract.version import PROTOCOL_VERSION, SUPPORTED_VERSIONS
 
 Metric = Annotated[float | None, WithJsonSchema(
@@ -265,13 +266,15 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_key: str
-    bundle: str = Field(description="Artifact id of the uploaded Python file.")
+    bundle: str = Field("", description="Artifact id of the uploaded Python file (empty for a spec training).")
     entry_point: str = Field("build", description="Function returning (model, train_data, val_data).")
     epochs: int = Field(1, ge=1, le=100_000)
     batch_size: int = Field(32, ge=1, le=1_000_000)
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the entry point.")
     gpus: int = Field(0, ge=0, le=MAX_GPUS)
     gpu_memory_mb: int = Field(0, ge=0, le=MAX_GPU_MEMORY_MB, description="Free GPU memory the job needs on each GPU.")
+    train_spec: SpecTraining | None = Field(None, description="Train a model spec (fitwire.contract.specs) "
+                                                               "instead of a bundle; the webhook fills it.")
     dataset: DatasetRef | None = Field(None, description="Submit a dataset's name; the webhook stores the "
                                                          "reference. The job reads it at $FITWIRE_DATASET.")
 

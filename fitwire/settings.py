@@ -96,6 +96,12 @@ class Settings(BaseModel):
         description="A text (Label) column with more distinct values than this is blocked: too many to one-hot "
         "encode (e.g. a surname column).",
     )
+    spec_max_layers: int = Field(200, ge=1, le=10_000, description="Most layers a model spec may have.")
+    spec_max_params: int = Field(
+        50_000_000, ge=1, description="Most weights a model spec may have (as Keras counts them); more is refused "
+        "before it is ever queued.")
+    trained_models_max: int = Field(10, ge=1, description="Most trained models one model keeps; training more "
+                                    "is refused until some are deleted.")
     dataset_cache_dir: Path | None = Field(
         None,
         description="Where an agent keeps the datasets its jobs train on (default: the data dir's `datasets/`; "

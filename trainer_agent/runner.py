@@ -29,7 +29,12 @@ from fitwire.agent.dataset_cache import DatasetCache, DatasetFetchError
 from fitwire.agent.isolation import drop_privileges
 from fitwire.client_api.http import Client
 from fitwire.contract import Job, decode
-from fitwire.contract.artifacts import ArtifactStore, bundle_key, checkpoint_key
+from fitwire.contract.artifacts import (
+    ArtifactStore,
+    bundle_key,
+    checkpoint_key,
+    trained_metadata_key,
+)
 from fitwire.contract.datasets import DatasetInvalid
 from fitwire.contract.errors import ApiError
 
@@ -88,11 +93,15 @@ def run_job(job: Job, ticket: dict[str, Any], events: JobEvents, artifacts: Arti
             preempt: threading.Event, on_preempted: Callable[[int], None]) -> tuple[Outcome, str | None]:
     """Build the bundle's model, resume from the last checkpoint, fit, and say how it ended."""
     spec = job.spec
-    source = artifacts.get(bundle_key(spec.bundle))
-    if source is None:
-        return "failed", f"job bundle {spec.bundle} is not in the artifact store"
+    finish: Callable[[], None] | None = None
     try:
-        model, train, val = bundles.build(source, spec.entry_point, dict(spec.params))
+        if spec.train_spec is not None:
+            model, train, val, finish = _spec_job(job, ticket, artifacts)
+        else:
+            source = artifacts.get(bundle_key(spec.bundle))
+            if source is None:
+                return "failed", f"job bundle {spec.bundle} is not in the artifact store"
+            model, train, val = bundles.build(source, spec.entry_point, dict(spec.params))
     except Exception as exc:
         return "failed", _last_line(exc)
 
@@ -106,6 +115,8 @@ def run_job(job: Job, ticket: dict[str, Any], events: JobEvents, artifacts: Arti
         events.epoch_end(job, ckpt.epoch, ckpt.logs)
         log.info("job %s resumes at epoch %d", job.job_id, initial_epoch)
     if initial_epoch >= spec.epochs:
+        if finish is not None:
+            finish()  # the previous runner trained it all and died before storing the model
         return "succeeded", None
 
     tracker = _tracker(job, ticket)
@@ -121,12 +132,53 @@ def run_job(job: Job, ticket: dict[str, Any], events: JobEvents, artifacts: Arti
     last = artifacts.get(checkpoint_key(job.job_id))
     done = Checkpoint.from_bytes(last).epoch if last is not None else -1
     if done >= spec.epochs - 1:
+        if finish is not None:
+            try:
+                finish()
+            except Exception as exc:
+                return "failed", f"the trained model could not be stored: {_last_line(exc)}"
         return "succeeded", None
     session = getattr(tracker, "session", None)
     if session is not None and session.stop_requested:
         sender = session.stop_signal.sender if session.stop_signal else ""
         return "stopped", f"STOP signal from {sender}" if sender else "STOP signal"
     return "stopped", f"fit ended after epoch {done} of {spec.epochs} (stop_training set by the job's code)"
+
+
+def _spec_job(job: Job, ticket: dict[str, Any], artifacts: ArtifactStore) -> tuple[Any, Any, Any, Callable[[], None]]:
+    """A model spec's training (``spec.train_spec``): the model and data from the spec and the fetched
+    dataset, and what stores the trained model (``.keras`` and its metadata) once the fit is done."""
+    from fitwire.agent import spec_training
+    from fitwire.contract.datasets import CsvInfo
+
+    train_spec, ref = job.spec.train_spec, job.spec.dataset
+    assert train_spec is not None
+    if ref is None or "FITWIRE_DATASET" not in os.environ:
+        raise DatasetFetchError("a spec training needs its dataset, and none was fetched")
+    backends = ticket["backends"]
+    csv_info = None
+    if ref.format == "csv":  # the column types the webhook found: what the preprocessing is built from
+        found = Client(backends["url"], backends["token"]).call("GET", f"/api/v1/datasets/{ref.dataset_id}")
+        csv_info = CsvInfo.model_validate(found["info"])
+    workdir = Path.cwd()
+    initial = None
+    if train_spec.initial_weights is not None:
+        blob = artifacts.get(train_spec.initial_weights)
+        if blob is None:
+            raise DatasetFetchError(f"the trained model to start from ({train_spec.initial_weights}) is gone")
+        initial = workdir / "initial.keras"
+        initial.write_bytes(blob)
+    prepared = spec_training.prepare(train_spec, Path(os.environ["FITWIRE_DATASET"]), ref.format, csv_info,
+                                     job.spec.batch_size, initial_weights=initial)
+
+    def finish() -> None:
+        assert prepared.predictor is not None and train_spec is not None
+        path = spec_training.save(prepared.predictor, workdir / "trained.keras", prepared.metadata)
+        artifacts.put(train_spec.output_key, path.read_bytes())
+        artifacts.put(trained_metadata_key(train_spec.output_key),
+                      spec_training.metadata_path(path).read_bytes())
+
+    return prepared.model, prepared.train_data, prepared.val_data, finish
 
 
 def _last_line(exc: BaseException) -> str:

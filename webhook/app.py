@@ -75,6 +75,9 @@ def _defaults(settings: Settings) -> dict[str, Any]:
         "ARTIFACT_MAX_BYTES": settings.artifact_max_bytes,
         "DATASET_MAX_BYTES": settings.dataset_max_bytes,
         "DATASET_LABEL_LIMIT": settings.dataset_label_limit,
+        "SPEC_MAX_LAYERS": settings.spec_max_layers,
+        "SPEC_MAX_PARAMS": settings.spec_max_params,
+        "TRAINED_MODELS_MAX": settings.trained_models_max,
     }
 
 

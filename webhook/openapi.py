@@ -23,7 +23,7 @@ _ERROR = {"$ref": "#/components/responses/Error"}
 _ID = {"type": "string", "pattern": ID_PATTERN.pattern}  # routing-key safe
 
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
-    "kind": {"type": "string", "enum": ["bundles", "checkpoints"]},  # webhook.api.artifacts
+    "kind": {"type": "string", "enum": ["bundles", "checkpoints", "trained"]},  # webhook.api.artifacts
     "name": _ID,
 }
 """Path parameters whose values the server constrains; the others are any string (an unknown one is a 404)."""
@@ -149,6 +149,9 @@ def openapi_document() -> dict[str, Any]:
     from fitwire.webhook.api.datasets import datasets_paths
 
     paths.update(datasets_paths())
+    from fitwire.webhook.api.designs import designs_paths
+
+    paths.update(designs_paths())
     from fitwire.webhook.api.web_client import web_client_paths
 
     paths.update(web_client_paths())

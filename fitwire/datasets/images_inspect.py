@@ -321,14 +321,14 @@ def thumbnail(path: Path, member: str, size: int = 128) -> bytes:
     """A JPEG of at most ``size`` × ``size`` of one image of the zip (transparency on white).
 
     Raises:
-        KeyError: ``member`` is not one of the dataset's images (not in the zip, or litter).
-        DatasetInvalid: the member is not a readable image.
+        DatasetInvalid: ``member`` is not one of the dataset's images (not in the zip, or litter,
+            or a folder), or not a readable one; the webhook answers 404.
     """
     with _open_zip(path) as zf:
         layout = _scan(zf, path, 2**62, 2**62, float("inf"))
         match = [img.info for img in layout.images if img.info.filename == member]
         if not match:
-            raise KeyError(member)
+            raise DatasetInvalid(f"{member[:200]!r} is not one of the dataset's images.")
         _read_image(zf, match[0])  # refuses what is not an image before decoding pixels
         with zf.open(match[0]) as f, Image.open(f, formats=IMAGE_FORMATS) as img:
             img.draft("RGB", (size, size))  # JPEG: decode at a fraction of the size, far faster

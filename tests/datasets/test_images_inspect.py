@@ -299,8 +299,8 @@ def test_thumbnail_is_a_small_jpeg(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("member", ["training_data/cat/nope.png", "__MACOSX/x.png", "training_data/cat/"])
 def test_thumbnail_refuses_what_is_not_an_image_of_the_dataset(tmp_path: Path, member: str) -> None:
-    path = image_zip(tmp_path / "d.zip", extra={"__MACOSX/x.png": PNG})
-    with pytest.raises(KeyError):
+    path = image_zip(tmp_path / "d.zip", extra={"__MACOSX/x.png": PNG, "training_data/cat/": b""})
+    with pytest.raises(DatasetInvalid, match="is not one of the dataset's images"):
         thumbnail(path, member)
 
 

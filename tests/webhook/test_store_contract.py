@@ -344,3 +344,34 @@ def test_firestore_run_counter_holds_under_transaction_conflicts(request: pytest
     assert errors == []
     assert sorted(numbers) == [1, 2, 3, 4]
     assert setup.get_model(alice.id, "k1").runs == 4
+
+
+def test_a_models_design_is_kept_and_changed_in_one_transaction(store: Store) -> None:
+    from fitwire.contract.entities import Design
+    from fitwire.contract.specs import ModelSpec
+
+    alice = user(store)
+    spec = ModelSpec.model_validate({"format": "images", "size": [8, 8, 3], "layers": [
+        {"type": "Conv2D", "layer": {"filters": 2, "kernel_size": [3, 3]}}, {"type": "Flatten"},
+        {"type": "Dense", "layer": {"units": None, "activation": "softmax"}}]})
+    design = Design(spec=spec, state="dynamic")
+    model = store.create_model(alice.id, "k1", "net", NOW, design=design)
+    assert model.design == design and store.get_model(alice.id, "k1").design == design
+    assert store.create_model(alice.id, "k2", "plain", NOW).design is None
+
+    def shaped(current: Design | None) -> Design | None:
+        assert current == design
+        return current.model_copy(update={"state": "shaped", "output_units": 3})
+
+    assert store.update_design(alice.id, "k1", shaped).design.state == "shaped"  # type: ignore[union-attr]
+    assert store.get_model(alice.id, "k1").design.output_units == 3  # type: ignore[union-attr]
+
+    def refuse(current: Design | None) -> Design | None:
+        raise InvalidState("no")
+
+    with pytest.raises(InvalidState):
+        store.update_design(alice.id, "k1", refuse)
+    assert store.get_model(alice.id, "k1").design.state == "shaped"  # type: ignore[union-attr]
+    with pytest.raises(DoesNotExist):
+        store.update_design(user(store, "bob").id, "k1", shaped)
+    assert store.update_design(alice.id, "k1", lambda _: None).design is None

@@ -12,16 +12,19 @@ from fitwire.webhook.api import (
     artifacts,
     auth,
     datasets,
+    designs,
     events,
     health,
     jobs,
     models,
     nodes,
     runs,
+    trained,
     web_client,
 )
 
 BLUEPRINTS: tuple[Blueprint, ...] = (
     health.bp, auth.bp, models.bp, runs.bp, events.bp, jobs.bp, nodes.bp, artifacts.bp, datasets.bp,
+    designs.bp, trained.bp,
     web_client.bp,  # the web and phone client at /
 )

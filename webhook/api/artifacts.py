@@ -19,7 +19,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, g, request, send_file
 
 from fitwire.artifacts import LocalArtifacts
-from fitwire.contract.artifacts import StreamingArtifactStore
+from fitwire.contract.artifacts import StreamingArtifactStore, trained_metadata_key
 from fitwire.contract.http import ID_PATTERN
 from fitwire.settings import Settings
 from fitwire.webhook.api.common import raw_body
@@ -40,10 +40,29 @@ def artifacts() -> StreamingArtifactStore:
     return found  # type: ignore[no-any-return]
 
 
+ARTIFACT_KINDS = ("bundles", "checkpoints", "trained")
+
+
 def _key(kind: str, name: str) -> str:
-    if kind not in ("bundles", "checkpoints") or not ID_PATTERN.match(name):
-        raise InvalidRequest("An artifact key is bundles/<id> or checkpoints/<job id>.")
+    if kind not in ARTIFACT_KINDS or not ID_PATTERN.match(name):
+        raise InvalidRequest("An artifact key is bundles/<id>, checkpoints/<job id> or trained/<run id>.")
     return f"{kind}/{name}"
+
+
+def _job_writes(kind: str, name: str) -> bool:
+    """What a running job writes: its own checkpoint, and a spec training its trained model."""
+    if kind == "checkpoints":
+        return bool(name == g.job.job_id)
+    output = (g.job.spec.get("train_spec") or {}).get("output_key")
+    return kind == "trained" and output is not None and f"{kind}/{name}" in (output, trained_metadata_key(output))
+
+
+def _job_reads(kind: str, name: str) -> bool:
+    """What a running job reads: its bundle, its checkpoint, and the trained model it retrains from."""
+    if kind == "bundles":
+        return bool(name == g.job.spec.get("bundle"))
+    train_spec = g.job.spec.get("train_spec") or {}
+    return _job_writes(kind, name) or train_spec.get("initial_weights") == f"{kind}/{name}"
 
 
 @bp.put("/artifacts/<kind>/<name>")
@@ -51,9 +70,9 @@ def _key(kind: str, name: str) -> str:
 @user_or_node
 def put_artifact(kind: str, name: str) -> tuple[str, int]:
     key = _key(kind, name)
-    if g.job is None or kind != "checkpoints" or name != g.job.job_id:
-        raise PermissionDenied("Only a running job writes an artifact: its own checkpoint, with its job token; "
-                               "submit bundles with POST /api/v1/jobs.")
+    if g.job is None or not _job_writes(kind, name):
+        raise PermissionDenied("Only a running job writes an artifact: its own checkpoint (and a spec training its "
+                               "trained model), with its job token; submit bundles with POST /api/v1/jobs.")
     # Checkpoints of real models are far above the JSON body limit: this request has its own,
     # which Werkzeug's stream enforces (413, naming it) before or while the body is read.
     request.max_content_length = current_app.config["ARTIFACT_MAX_BYTES"]
@@ -70,8 +89,7 @@ def put_artifact(kind: str, name: str) -> tuple[str, int]:
 def get_artifact(kind: str, name: str) -> Response:
     key = _key(kind, name)
     if g.job is not None:
-        own = name == g.job.job_id if kind == "checkpoints" else name == g.job.spec.get("bundle")
-        if not own:
+        if not _job_reads(kind, name):
             raise PermissionDenied(f"This job token reads job {g.job.job_id}'s own bundle and checkpoint only.")
     elif g.node is not None or not g.user.is_admin:
         raise PermissionDenied("Only admins, and a running job (its own bundle and checkpoint), read artifacts.")

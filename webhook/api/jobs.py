@@ -44,6 +44,7 @@ from fitwire.webhook.api.job_verdicts import (
     judge_waiting,
 )
 from fitwire.webhook.api.nodes import job_login_url, node_only, user_or_node
+from fitwire.webhook.api.trained import record_trained
 from fitwire.webhook.security import hash_secret, new_secret
 from fitwire.webhook.store.base import (
     DoesNotExist,
@@ -125,13 +126,21 @@ def submit() -> tuple[dict[str, Any], int]:
     body = parse_body(SubmitBody)
     spec = _spec(body)
     check_pool(body.pool)
-    wire = WireJob(owner=g.user.username, pool=body.pool, spec=spec)
+    return to_json(queue(WireJob(owner=g.user.username, pool=body.pool, spec=spec))), 201
+
+
+def queue(wire: WireJob) -> Job:
+    """Record the caller's job ``queued`` and publish it (a bundle job, or a spec's training);
+    ``unschedulable`` when no registered node of the pool could ever run it.
+
+    Raises: Unavailable (503) when the broker does not take it: the job is recorded ``failed``.
+    """
+    spec = wire.spec
     job = store().create_job(g.user.id, job_id=wire.job_id, run_id=wire.run_id, pool=wire.pool,
                              model_key=spec.model_key, spec=spec.model_dump(mode="json"), now=now())
-    verdict = capacity_verdict(spec, body.pool)
+    verdict = capacity_verdict(spec, wire.pool)
     if verdict is not None:  # never published: no agent would ever take it
-        job = store().set_job_state(job.job_id, "unschedulable", reason=verdict, node_id=None, now=now())
-        return to_json(job), 201
+        return store().set_job_state(job.job_id, "unschedulable", reason=verdict, node_id=None, now=now())
     try:
         _publish(wire)
     except BrokerError as exc:
@@ -139,7 +148,7 @@ def submit() -> tuple[dict[str, Any], int]:
                               node_id=None, now=now())
         raise Unavailable(f"The broker did not take the job ({exc}); job {job.job_id} is recorded as failed "
                           "(broker unavailable). Submit it again when the broker is back.") from None
-    return to_json(job), 201
+    return job
 
 
 @bp.get("/jobs")
@@ -218,6 +227,8 @@ def set_state(job_id: str) -> dict[str, Any]:
     if body.state == "unschedulable":  # an agent sees only itself; the webhook knows every registered node
         check_unschedulable(job)
     job = store().set_job_state(job_id, body.state, reason=body.reason, node_id=g.node.node_id, now=now())
+    if job.state == "succeeded" and job.spec.get("train_spec"):
+        record_trained(job)
     return to_json(job)
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from fitwire.contract.entities import (  # the entities the stores take and return
     Dataset,
+    Design,
     Epoch,
     Invitation,
     Job,
@@ -223,8 +225,16 @@ class Store(ABC):
     # models ------------------------------------------------------------------------------
 
     @abstractmethod
-    def create_model(self, owner_id: str, key: str, name: str, now: datetime) -> Model:
+    def create_model(self, owner_id: str, key: str, name: str, now: datetime, design: Design | None = None) -> Model:
         """Raises: AlreadyExists (the owner has a model of that name, or the key is taken)."""
+
+    @abstractmethod
+    def update_design(self, owner_id: str, key: str, change: Callable[[Design | None], Design | None]) -> Model:
+        """Replace the model's design with ``change(current)`` in one transaction (two trainings ending
+        at once both record their trained model). ``change`` may raise a StoreError to refuse.
+
+        Raises: DoesNotExist; whatever ``change`` raises.
+        """
 
     @abstractmethod
     def list_models(self, owner_id: str) -> list[Model]:

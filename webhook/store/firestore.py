@@ -39,6 +39,7 @@ from google.cloud import firestore as gfirestore
 from fitwire.webhook.store.base import (
     FINISHED,
     AlreadyExists,
+    Design,
     DoesNotExist,
     Epoch,
     InvalidRequest,
@@ -119,7 +120,9 @@ def _name_id(owner_id: str, name: str) -> str:
 
 def _model(doc: Any) -> Model:
     d = doc.to_dict()
-    return Model(key=doc.id, name=d["name"], owner=d["owner"], created_at=d["created_at"], runs=d["run_total"])
+    design = d.get("design")  # JSON text: Firestore holds no array inside an array (kernel sizes are such)
+    return Model(key=doc.id, name=d["name"], owner=d["owner"], created_at=d["created_at"], runs=d["run_total"],
+                 design=None if design is None else Design.model_validate_json(design))
 
 
 def _run(doc: Any) -> Run:
@@ -179,7 +182,7 @@ class FirestoreStore(FirestoreAgents, FirestoreDatasets, FirestoreUsers, Store):
         return doc
 
     @_translated
-    def create_model(self, owner_id: str, key: str, name: str, now: datetime) -> Model:
+    def create_model(self, owner_id: str, key: str, name: str, now: datetime, design: Design | None = None) -> Model:
         owner = self._user_doc(owner_id).get("username")
         model_ref = self._ref("models", key)
         name_ref = self.db.collection("model_names").document(_name_id(owner_id, name))
@@ -189,10 +192,22 @@ class FirestoreStore(FirestoreAgents, FirestoreDatasets, FirestoreUsers, Store):
                 raise AlreadyExists(f"You have a model named {name!r} already.")
             tx.create(name_ref, {"key": key})
             tx.create(model_ref, {"owner_id": owner_id, "owner": owner, "name": name, "created_at": now,
-                                  "run_counter": 0, "run_total": 0})
+                                  "run_counter": 0, "run_total": 0,
+                                  "design": None if design is None else design.model_dump_json()})
 
         self._transact(create)
-        return Model(key=key, name=name, owner=owner, created_at=now, runs=0)
+        return Model(key=key, name=name, owner=owner, created_at=now, runs=0, design=design)
+
+    @_translated
+    def update_design(self, owner_id: str, key: str, change: Callable[[Design | None], Design | None]) -> Model:
+        def update(tx: Any) -> None:
+            doc = self._model_doc(owner_id, key, tx)
+            stored = doc.to_dict().get("design")
+            changed = change(None if stored is None else Design.model_validate_json(stored))
+            tx.update(doc.reference, {"design": None if changed is None else changed.model_dump_json()})
+
+        self._transact(update)
+        return _model(self._model_doc(owner_id, key))
 
     @_translated
     def list_models(self, owner_id: str) -> list[Model]:

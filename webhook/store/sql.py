@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +32,7 @@ from fitwire.webhook.store import migrate
 from fitwire.webhook.store.base import (
     FINISHED,
     AlreadyExists,
+    Design,
     DoesNotExist,
     Epoch,
     InvalidState,
@@ -226,11 +227,12 @@ class SqlStore(SqlAgents, SqlDatasets, SqlUsers, Store):
         if s.scalar(query) is not None:
             raise AlreadyExists(f"You have a model named {name!r} already.")
 
-    def create_model(self, owner_id: str, key: str, name: str, now: datetime) -> Model:
+    def create_model(self, owner_id: str, key: str, name: str, now: datetime, design: Design | None = None) -> Model:
         with self._session(write=True) as s:
             owner = self._user_row(s, owner_id).username
             self._name_taken(s, owner_id, name)
-            row = ModelRow(key=key, owner_id=owner_id, name=name, created_at=now, run_counter=0)
+            row = ModelRow(key=key, owner_id=owner_id, name=name, created_at=now, run_counter=0,
+                           design=None if design is None else design.model_dump(mode="json"))
             s.add(row)
             try:
                 s.flush()
@@ -257,6 +259,16 @@ class SqlStore(SqlAgents, SqlDatasets, SqlUsers, Store):
             row, owner = self._model(s, owner_id, key)
             self._name_taken(s, owner_id, name, but=key)
             row.name = name
+            return row.to_entity(owner, self._count_runs(s, key))
+
+    def update_design(self, owner_id: str, key: str, change: Callable[[Design | None], Design | None]) -> Model:
+        with self._session(write=True) as s:
+            row, owner = self._model(s, owner_id, key)
+            if self.kind == "postgresql":  # SQLite's writer is alone already (BEGIN IMMEDIATE)
+                s.refresh(row, with_for_update=True)
+            current = None if row.design is None else Design.model_validate(row.design)
+            changed = change(current)
+            row.design = None if changed is None else changed.model_dump(mode="json")
             return row.to_entity(owner, self._count_runs(s, key))
 
     def delete_model(self, owner_id: str, key: str) -> None:

@@ -113,9 +113,11 @@ class ModelRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # The last run number handed out; only ever incremented inside the run-creating transaction.
     run_counter: Mapped[int] = mapped_column(Integer, default=0)
+    design: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     def to_entity(self, owner: str, runs: int) -> base.Model:
-        return base.Model(key=self.key, name=self.name, owner=owner, created_at=self.created_at, runs=runs)
+        return base.Model(key=self.key, name=self.name, owner=owner, created_at=self.created_at, runs=runs,
+                          design=self.design)  # type: ignore[arg-type]
 
 
 class RunRow(Base):

@@ -1,4 +1,5 @@
-"""Datasets: uploaded CSV tables and images zips, with what inspecting them found.
+"""Datasets (uploaded CSV tables and images zips, with what inspecting them found), and the network
+spec a model may carry (``models.design``).
 
 Revision ID: 0006
 Revises: 0005
@@ -37,7 +38,10 @@ def upgrade() -> None:
     op.create_index("ix_datasets_owner_id", "datasets", ["owner_id"])
     op.create_index("ix_datasets_name", "datasets", ["name"])
     op.create_index("ix_datasets_sha256", "datasets", ["sha256"])
+    op.add_column("models", sa.Column("design", sa.JSON(), nullable=True))  # models tracked from scripts: none
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("models") as batch:  # batch: SQLite drops a column by copying the table
+        batch.drop_column("design")
     op.drop_table("datasets")
