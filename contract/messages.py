@@ -402,3 +402,39 @@ def unpack(message: ProgressEvent) -> list[ProgressEvent]:
     if isinstance(message, Batches):
         return list(message.unpack())
     return [message]
+
+
+# --- fitwire.rpc ------------------------------------------------------------------
+
+
+PredictValue = str | float | int | bool
+"""A CSV cell as a client sends it: text for a Label column, a number (or numeric text) otherwise."""
+
+
+class PredictRequest(Message):
+    """One prediction from a trained model, for an agent of a pool (``predict.<pool>`` on ``fitwire.rpc``).
+
+    The webhook has checked the caller owns the model and the input fits the model's metadata;
+    the reply goes to the AMQP ``reply_to`` with this message's ``correlation_id``.
+    """
+
+    type: Literal["predict_request"] = "predict_request"
+    owner: str
+    model_key: str
+    run_id: str = Field(description="The run whose trained model (artifact `trained/<run_id>`) predicts.")
+    row: dict[str, PredictValue] | None = Field(None, description="CSV: input column → value.")
+    image: str | None = Field(None, description="Images: the image file's bytes, base64 (any format Pillow reads).")
+
+
+class PredictReply(Message):
+    """The answer to a :class:`PredictRequest`: the model's output vector, or why there is none."""
+
+    type: Literal["predict_reply"] = "predict_reply"
+    ok: bool
+    outputs: list[Metric] = Field(default_factory=list,
+                                  description="The model's output for the one input (probabilities or numbers).")
+    code: str | None = Field(None, description="When not ok: INVALID_REQUEST, RESOURCE_DOES_NOT_EXIST or "
+                                               "INTERNAL_ERROR.")
+    error: Text | None = Field(None, description="When not ok: one sentence saying what was wrong.")
+    node_id: str | None = Field(None, description="The agent that answered.")
+    load_s: float | None = Field(None, description="Seconds spent loading the model (0 when it was in memory).")

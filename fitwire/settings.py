@@ -102,6 +102,10 @@ class Settings(BaseModel):
         "before it is ever queued.")
     trained_models_max: int = Field(10, ge=1, description="Most trained models one model keeps; training more "
                                     "is refused until some are deleted.")
+    predict_timeout: float = Field(30.0, gt=0, description="Seconds the webhook waits for an agent's answer "
+                                   "to a prediction before answering 503.")
+    predict_models: int = Field(4, ge=1, description="Trained models an agent keeps loaded for predictions "
+                                "(the least recently used is dropped first).")
     dataset_cache_dir: Path | None = Field(
         None,
         description="Where an agent keeps the datasets its jobs train on (default: the data dir's `datasets/`; "

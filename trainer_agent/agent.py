@@ -38,6 +38,7 @@ from fitwire.agent.isolation import (
     unreadable_interpreter,
 )
 from fitwire.agent.telemetry import Collector, GpuProbe, default_probe
+from fitwire.agent.predictor import Predictor
 from fitwire.broker import Backoff, translate_errors
 from fitwire.broker.adapter import Broker
 from fitwire.broker.jobs import HANDBACKS_HEADER, MISFIT_LIMIT, MISFITS_HEADER, publish_job
@@ -61,6 +62,7 @@ from fitwire.contract import (
     encode,
     placement,
 )
+from fitwire.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,27 @@ class Agent:
             if answer.get("amqp_url"):  # the webhook is the truth: our own login `node.<id>` on its broker
                 self.config.amqp_url = answer["amqp_url"]
             self._reporter = _TelemetryReporter(self.events.telemetry)  # type: ignore[attr-defined]
+        predictor = self._start_predictor()
+        try:
+            self._serve_until_stopped(backoff)
+        finally:
+            if predictor is not None:
+                predictor.stop()
+
+    def _start_predictor(self) -> Predictor | None:
+        """Serve predictions of the agent's pools on their own thread; only with a webhook to read models from."""
+        backends = self.config.backends
+        if backends.get("kind") != "http":
+            return None  # local mode: no trained models are served from a local journal
+        from fitwire.agent.http_backends import HttpArtifacts
+
+        predictor = Predictor(self.config.amqp_url, self.config.pools,
+                              HttpArtifacts(backends["url"], backends["token"]), node_id=self.config.node_id,
+                              models=Settings.from_env().predict_models, work_dir=self.config.work_dir / "predict")
+        predictor.start()
+        return predictor
+
+    def _serve_until_stopped(self, backoff: Backoff) -> None:
         while True:
             try:
                 self._serve()

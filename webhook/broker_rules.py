@@ -29,7 +29,13 @@ Agents (``node.<node id>``)
     they said hello with), declare and bind the dead-letter queues and consume
     ``jobs.dead.watch``; declare the exchanges an agent uses (jobs, dead letters,
     telemetry); hand jobs back to ``fitwire.jobs``;
-  * publish telemetry only as ``node.<their id>``.
+  * publish telemetry only as ``node.<their id>``;
+  * serve predictions: declare ``fitwire.rpc`` and their own pools' request queues
+    ``rpc.predict.<pool>``, bind and consume those, and publish the replies to the default
+    exchange (``amq.default``), which is where RabbitMQ's direct reply-to
+    (``amq.rabbitmq.reply-to.*``) takes them. The broker asks nothing but the exchange on such
+    a publish, so this also lets a node publish to any queue by name: nodes are machines an
+    admin registered, trusted already to run every user's jobs.
 
 Running jobs (``job.<job id>``, the job's child with its job token)
   * publish progress only under ``<owner>.<model>.<run>`` of that job, and declare, bind
@@ -54,14 +60,19 @@ from fitwire.broker.topology import (
     NODE_PREFIX,
     PROGRESS,
     SIGNALS,
+    RPC,
     TELEMETRY,
     job_queue,
     node_username,
     owner_signal_keys,
     owner_signal_queue_name,
     progress_key,
+    rpc_queue,
     telemetry_key,
 )
+
+DEFAULT_EXCHANGE = "amq.default"
+"""The default exchange as RabbitMQ names it in permission checks; direct reply-to replies go through it."""
 
 __all__ = ["JOB_PREFIX", "NODE_PREFIX", "Caller", "JobScope", "node_username", "resource_allowed", "topic_allowed"]
 
@@ -149,9 +160,9 @@ def _exchanges(caller: Caller) -> dict[str, tuple[str, ...]]:
         return {"write": (PROGRESS.name,), "read": (SIGNALS.name,)}
     if caller.is_node:
         return {
-            "configure": (JOBS.name, DLX.name, TELEMETRY.name),
-            "write": (JOBS.name, TELEMETRY.name),
-            "read": (JOBS.name, DLX.name),
+            "configure": (JOBS.name, DLX.name, TELEMETRY.name, RPC.name),
+            "write": (JOBS.name, TELEMETRY.name, DEFAULT_EXCHANGE),
+            "read": (JOBS.name, DLX.name, RPC.name),
         }
     live = (PROGRESS.name, SIGNALS.name)
     return {"write": live, "read": (*live, TELEMETRY.name) if caller.is_admin else live}
@@ -161,7 +172,7 @@ def _queue_allowed(caller: Caller, name: str, permission: str) -> bool:
     if permission not in ("configure", "write", "read"):
         return False
     if caller.is_node:
-        own = {job_queue(pool).name for pool in caller.pools}
+        own = {job_queue(pool).name for pool in caller.pools} | {rpc_queue(pool).name for pool in caller.pools}
         if name in own:
             return True
         if name == JOBS_DEAD_WATCH.name:  # agents mark dead jobs from it
