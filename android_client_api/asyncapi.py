@@ -85,6 +85,8 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "node_id": {"description": "A trainer agent's node id.", "examples": ["gpu-box-1"]},
     "pool": {"description": "A job pool (`default` unless the deployment names others).",
              "examples": ["default"]},
+    "reply_queue": {"description": "The asking webhook thread's reply queue: a prediction request's "
+                                   "`reply_to`.", "examples": ["amq.gen-JzTY20BRgKO-HjmUJj0wLg"]},
 }
 """``components.parameters``: every ``{name}`` of a channel address."""
 
@@ -134,9 +136,16 @@ CHANNELS: tuple[Channel, ...] = (
     ),
     Channel(
         "rpc", "fitwire.rpc", "direct", "predict.{pool}", (),
-        "Predictions (reserved)",
-        "Declared for prediction requests to a pool; no message travels on it yet, and the broker "
-        "refuses users every access.",
+        "Predictions (webhook and agents only)",
+        "Prediction requests (`predict_request`) from the webhook to an agent of the pool, answered "
+        "(`predict_reply`) on `fitwire.rpc.replies`. Not for clients: the broker refuses users "
+        "every access; predict over HTTP (`POST /api/v1/models/{key}/predict`).",
+    ),
+    Channel(
+        "rpcReplies", "fitwire.rpc.replies", "direct", "{reply_queue}", (),
+        "Prediction answers (agents and the webhook only)",
+        "Agents answer a prediction request here, with the request's `reply_to` (the asking webhook "
+        "thread's exclusive queue) as the routing key. Not for clients.",
     ),
     Channel(
         "deadLetters", "fitwire.dlx", "topic", "jobs.{pool}", (Job,),

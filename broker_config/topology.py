@@ -16,6 +16,8 @@ Routing keys:
 * ``fitwire.jobs``      ``<pool>`` — one durable quorum queue per pool.
 * ``fitwire.telemetry`` ``node.<node_id>`` — one queue per watcher.
 * ``fitwire.rpc``       ``predict.<pool>`` — one durable queue per pool.
+* ``fitwire.rpc.replies`` ``<reply queue>`` — answers to predictions, routed to the asking
+  webhook thread's own exclusive queue (the only queues bound to it).
 """
 
 from __future__ import annotations
@@ -64,9 +66,12 @@ SIGNALS = Exchange("fitwire.signals", "topic")
 JOBS = Exchange("fitwire.jobs", "direct")
 TELEMETRY = Exchange("fitwire.telemetry", "topic")
 RPC = Exchange("fitwire.rpc", "direct")
+RPC_REPLIES = Exchange("fitwire.rpc.replies", "direct")
+"""Where agents answer predictions. Not the default exchange with direct reply-to: a login allowed
+to publish there may publish to any queue by name; this exchange reaches only reply queues."""
 DLX = Exchange("fitwire.dlx", "topic")
 
-EXCHANGES: tuple[Exchange, ...] = (PROGRESS, SIGNALS, JOBS, TELEMETRY, RPC, DLX)
+EXCHANGES: tuple[Exchange, ...] = (PROGRESS, SIGNALS, JOBS, TELEMETRY, RPC, RPC_REPLIES, DLX)
 
 JOBS_DEAD = Queue("jobs.dead", arguments={"x-queue-type": "quorum"})
 """Every dead-lettered job message, kept for admins to inspect (`fitwire jobs dead`); fitwire never consumes it."""

@@ -15,10 +15,12 @@ from fitwire.cli import (
     datasets,
     designs,
     dev,
+    experiment,
     jobs,
     models,
     nodes,
     outbox,
+    predict,
     runs,
     session,
     webhook_cmd,
@@ -45,7 +47,9 @@ models.app.add_typer(designs.weights_app, name="weights")
 models.app.command("validate")(designs.validate)
 models.app.command("shape")(designs.shape)
 models.app.command("clone")(designs.clone)
+models.app.command("export")(experiment.export)
 app.command("train")(designs.train)
+app.command("predict")(predict.predict)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(nodes.app, name="nodes")

@@ -37,8 +37,8 @@ from fitwire.agent.isolation import (
     remove_ticket,
     unreadable_interpreter,
 )
-from fitwire.agent.telemetry import Collector, GpuProbe, default_probe
 from fitwire.agent.predictor import Predictor
+from fitwire.agent.telemetry import Collector, GpuProbe, default_probe
 from fitwire.broker import Backoff, translate_errors
 from fitwire.broker.adapter import Broker
 from fitwire.broker.jobs import HANDBACKS_HEADER, MISFIT_LIMIT, MISFITS_HEADER, publish_job

@@ -41,7 +41,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from fitwire.broker import Backoff, translate_errors
 from fitwire.broker.adapter import Broker
-from fitwire.broker.topology import RPC, Binding, Topology, declare, rpc_queue
+from fitwire.broker.topology import RPC, RPC_REPLIES, Binding, Topology, declare, rpc_queue
 from fitwire.contract import BrokerError, DecodeError, decode, encode
 from fitwire.contract.artifacts import trained_metadata_key
 from fitwire.contract.messages import PredictReply, PredictRequest
@@ -69,10 +69,10 @@ class Artifacts(Protocol):
 
 
 def rpc_topology(pools: tuple[str, ...]) -> Topology:
-    """The RPC exchange and each pool's request queue with its binding: what a predictor declares."""
+    """The RPC exchanges and each pool's request queue with its binding: what a predictor declares."""
     queues = tuple(rpc_queue(pool) for pool in pools)
-    return Topology(exchanges=(RPC,), queues=queues,
-                    bindings=tuple(Binding(RPC.name, q.name, f"predict.{pool}") for q, pool in zip(queues, pools)))
+    return Topology(exchanges=(RPC, RPC_REPLIES), queues=queues,
+                    bindings=tuple(Binding(RPC.name, q.name, f"predict.{pool}") for q, pool in zip(queues, pools, strict=True)))
 
 
 @dataclass
@@ -283,7 +283,7 @@ class Predictor:
         if not channel.is_open:
             return  # the connection was replaced meanwhile: the request went back to the queue
         if props.reply_to:
-            channel.basic_publish("", props.reply_to, encode(reply), pika.BasicProperties(
+            channel.basic_publish(RPC_REPLIES.name, props.reply_to, encode(reply), pika.BasicProperties(
                 content_type="application/json", type=reply.type, correlation_id=props.correlation_id))
         else:
             log.warning("a prediction request without reply_to; its answer is dropped")
@@ -293,6 +293,10 @@ class Predictor:
     # --- the worker thread ------------------------------------------------------------------
 
     def _worker(self) -> None:
+        try:  # Keras and TensorFlow take seconds to import: before the first request, not during it
+            import keras  # noqa: F401
+        except Exception:  # no TensorFlow here: each request will say so in its reply
+            log.exception("predictor: Keras could not be imported")
         while True:
             work = self._work.get()
             if work is None:

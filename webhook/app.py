@@ -78,6 +78,7 @@ def _defaults(settings: Settings) -> dict[str, Any]:
         "SPEC_MAX_LAYERS": settings.spec_max_layers,
         "SPEC_MAX_PARAMS": settings.spec_max_params,
         "TRAINED_MODELS_MAX": settings.trained_models_max,
+        "PREDICT_TIMEOUT": settings.predict_timeout,  # seconds a prediction waits for an agent
     }
 
 

@@ -31,11 +31,9 @@ Agents (``node.<node id>``)
     telemetry); hand jobs back to ``fitwire.jobs``;
   * publish telemetry only as ``node.<their id>``;
   * serve predictions: declare ``fitwire.rpc`` and their own pools' request queues
-    ``rpc.predict.<pool>``, bind and consume those, and publish the replies to the default
-    exchange (``amq.default``), which is where RabbitMQ's direct reply-to
-    (``amq.rabbitmq.reply-to.*``) takes them. The broker asks nothing but the exchange on such
-    a publish, so this also lets a node publish to any queue by name: nodes are machines an
-    admin registered, trusted already to run every user's jobs.
+    ``rpc.predict.<pool>``, bind and consume those, and publish the replies to
+    ``fitwire.rpc.replies``, which reaches only the webhook's reply queues (never the default
+    exchange, which would let a node publish to any queue by name).
 
 Running jobs (``job.<job id>``, the job's child with its job token)
   * publish progress only under ``<owner>.<model>.<run>`` of that job, and declare, bind
@@ -59,8 +57,9 @@ from fitwire.broker.topology import (
     JOBS_DEAD_WATCH,
     NODE_PREFIX,
     PROGRESS,
-    SIGNALS,
     RPC,
+    RPC_REPLIES,
+    SIGNALS,
     TELEMETRY,
     job_queue,
     node_username,
@@ -70,9 +69,6 @@ from fitwire.broker.topology import (
     rpc_queue,
     telemetry_key,
 )
-
-DEFAULT_EXCHANGE = "amq.default"
-"""The default exchange as RabbitMQ names it in permission checks; direct reply-to replies go through it."""
 
 __all__ = ["JOB_PREFIX", "NODE_PREFIX", "Caller", "JobScope", "node_username", "resource_allowed", "topic_allowed"]
 
@@ -160,8 +156,8 @@ def _exchanges(caller: Caller) -> dict[str, tuple[str, ...]]:
         return {"write": (PROGRESS.name,), "read": (SIGNALS.name,)}
     if caller.is_node:
         return {
-            "configure": (JOBS.name, DLX.name, TELEMETRY.name, RPC.name),
-            "write": (JOBS.name, TELEMETRY.name, DEFAULT_EXCHANGE),
+            "configure": (JOBS.name, DLX.name, TELEMETRY.name, RPC.name, RPC_REPLIES.name),
+            "write": (JOBS.name, TELEMETRY.name, RPC_REPLIES.name),
             "read": (JOBS.name, DLX.name, RPC.name),
         }
     live = (PROGRESS.name, SIGNALS.name)

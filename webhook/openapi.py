@@ -152,6 +152,12 @@ def openapi_document() -> dict[str, Any]:
     from fitwire.webhook.api.designs import designs_paths
 
     paths.update(designs_paths())
+    from fitwire.webhook.api.experiment import experiment_paths
+
+    paths.update(experiment_paths())
+    from fitwire.webhook.api.predictions import predictions_paths
+
+    paths.update(predictions_paths())
     from fitwire.webhook.api.web_client import web_client_paths
 
     paths.update(web_client_paths())

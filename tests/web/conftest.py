@@ -22,8 +22,12 @@ from typing import Any
 import pytest
 
 from fitwire.contract import new_id
-from tests.broker_auth.conftest import Login, Secured, secured  # noqa: F401  (the fixture)
+from tests.broker_auth import conftest as broker_auth
+from tests.broker_auth.conftest import Login, Secured
 from tests.fixtures.services import service_missing
+
+secured = broker_auth.secured
+"""The broker-auth tests' fixture itself (a private node + webhook per module), not a copy."""
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 PASSWORD = "correct horse battery"

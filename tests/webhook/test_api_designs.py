@@ -184,3 +184,17 @@ def test_another_user_cannot_see_or_change_a_design(client: FlaskClient, login: 
                      client.post(f"/api/v1/models/{key}/clone", json={"name": "mine"}, headers=bob),
                      client.get(f"/api/v1/models/{key}/trained", headers=bob)):
         assert error_of(response) == (404, "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_a_dataset_a_model_is_shaped_to_is_kept_unless_forced(client: FlaskClient, login: Login,
+                                                              tmp_path: Path) -> None:
+    alice = login()
+    key = model(client, alice, "table-net", spec=CSV_SPEC)
+    data = dataset(client, alice, sample_csv(tmp_path / "people.csv", rows=20), "people")
+    client.post(f"/api/v1/models/{key}/shape", headers=alice,
+                json={"dataset": "people", "inputs": ["age"], "outputs": ["smoker"]})
+    refused = client.delete(f"/api/v1/datasets/{data['dataset_id']}", headers=alice)
+    assert error_of(refused) == (409, "INVALID_STATE") and "'table-net'" in refused.json["error"]["message"]
+    assert client.delete(f"/api/v1/datasets/{data['dataset_id']}?force=true", headers=alice).status_code == 204
+    gone = client.post(f"/api/v1/models/{key}/train", json={}, headers=alice)
+    assert error_of(gone) == (409, "INVALID_STATE") and "no longer exists" in gone.json["error"]["message"]

@@ -82,3 +82,18 @@ def test_delete_says_when_the_file_is_no_longer_used(store: Store) -> None:
     with pytest.raises(DoesNotExist):
         store.set_dataset_public("nope", True)
     store.create_dataset(dataset(alice, "one", sha256="c" * 64))  # a deleted name is free again
+
+
+def test_models_shaped_to_a_dataset_are_found_across_owners(store: Store) -> None:
+    from fitwire.contract.entities import Design
+    from fitwire.contract.specs import ModelSpec
+
+    alice, bob = user(store, "alice"), user(store, "bob")
+    shared = store.create_dataset(dataset(alice, "shared"))
+    spec = ModelSpec.model_validate({"format": "csv", "size": [3], "layers": [{"type": "Dense", "layer": {"units": 1}}]})
+    on_it = Design(spec=spec, state="shaped", dataset_id=shared.dataset_id, dataset_name="shared", output_units=1)
+    store.create_model(bob.id, "kb", "bobs", NOW, design=on_it)
+    store.create_model(alice.id, "ka", "dynamic", NOW, design=Design(spec=spec, state="dynamic"))
+    store.create_model(alice.id, "kc", "plain", NOW)
+    assert [(m.key, m.owner) for m in store.models_using_dataset(shared.dataset_id)] == [("kb", "bob")]
+    assert store.models_using_dataset("other") == []

@@ -14,10 +14,12 @@ from fitwire.webhook.api import (
     datasets,
     designs,
     events,
+    experiment,
     health,
     jobs,
     models,
     nodes,
+    predictions,
     runs,
     trained,
     web_client,
@@ -25,6 +27,7 @@ from fitwire.webhook.api import (
 
 BLUEPRINTS: tuple[Blueprint, ...] = (
     health.bp, auth.bp, models.bp, runs.bp, events.bp, jobs.bp, nodes.bp, artifacts.bp, datasets.bp,
-    designs.bp, trained.bp,
+    designs.bp, trained.bp, predictions.bp,
+    experiment.bp,
     web_client.bp,  # the web and phone client at /
 )

@@ -3,7 +3,8 @@
 Behind :class:`fitwire.contract.artifacts.StreamingArtifactStore`, so an object store can
 take the place of the files later. Bundles arrive with ``POST /api/v1/jobs``; a running
 job's token (its child) reads its own bundle and reads and writes its own checkpoint, and
-nothing else; admins may read. Node tokens touch no artifact: the job's child does the work.
+nothing else; admins may read. Node tokens read trained models only (``trained/<run id>`` and
+its ``-meta``): an agent's predictor serves predictions from them; the job's child does the rest.
 
 Artifacts go both ways as streams: an upload is copied to a temporary file next to
 its artifact in chunks and renamed over it only when complete, so a checkpoint of
@@ -91,8 +92,12 @@ def get_artifact(kind: str, name: str) -> Response:
     if g.job is not None:
         if not _job_reads(kind, name):
             raise PermissionDenied(f"This job token reads job {g.job.job_id}'s own bundle and checkpoint only.")
-    elif g.node is not None or not g.user.is_admin:
-        raise PermissionDenied("Only admins, and a running job (its own bundle and checkpoint), read artifacts.")
+    elif g.node is not None:
+        if kind != "trained":  # a predictor's read: trained models, to predict from
+            raise PermissionDenied("A node token reads trained models only (for predictions).")
+    elif not g.user.is_admin:
+        raise PermissionDenied("Only admins, a node (trained models) and a running job (its own bundle and "
+                               "checkpoint) read artifacts.")
     stream = artifacts().open(key)
     if stream is None:
         raise DoesNotExist(f"No artifact {key!r}.")

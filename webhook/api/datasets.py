@@ -298,15 +298,19 @@ def users_of(dataset: Dataset) -> list[str]:
 @bp.delete("/<dataset_id>")
 @authenticated
 def delete(dataset_id: str) -> tuple[str, int]:
-    """204. Refused (409) while a queued or running job uses the dataset, unless ``?force=true``."""
+    """204. Refused (409) while a queued or running job trains on the dataset or a model is shaped to it,
+    unless ``?force=true``."""
     dataset = store().get_dataset(dataset_id, None if g.user.is_admin else g.user.id)
     if dataset.owner_id != g.user.id and not g.user.is_admin:
         raise PermissionDenied(f"Dataset {dataset.name!r} is {dataset.owner}'s; only they or an admin delete it.")
     force = request.args.get("force", "").lower() in ("1", "true", "yes")
     jobs = users_of(dataset)
-    if jobs and not force:
-        raise InvalidState(f"Dataset {dataset.name!r} is used by the queued or running job(s) {', '.join(jobs)}; "
-                           "delete it anyway with force=true.")
+    models = [f"{m.owner}'s {m.name!r}" for m in store().models_using_dataset(dataset.dataset_id)]
+    if (jobs or models) and not force:
+        used = [f"the queued or running job(s) {', '.join(jobs)}"] if jobs else []
+        used += [f"the model(s) {', '.join(models)}"] if models else []
+        raise InvalidState(f"Dataset {dataset.name!r} is used by {' and '.join(used)}; delete it anyway with "
+                           "force=true.")
     if store().delete_dataset(dataset_id):
         _files().delete(dataset_key(dataset.sha256))
     return "", 204

@@ -420,6 +420,10 @@ class Store(ABC):
         dataset, anyone's, already has: a public name must be unique)."""
 
     @abstractmethod
+    def models_using_dataset(self, dataset_id: str) -> list[Model]:
+        """Every model (anyone's: a public dataset is anyone's to shape to) whose design is shaped to it."""
+
+    @abstractmethod
     def delete_dataset(self, dataset_id: str) -> bool:
         """Delete the record; True when no dataset is left with its file (the same ``sha256``),
         so the caller may remove the file. Raises: DoesNotExist."""

@@ -199,6 +199,11 @@ class FirestoreStore(FirestoreAgents, FirestoreDatasets, FirestoreUsers, Store):
         return Model(key=key, name=name, owner=owner, created_at=now, runs=0, design=design)
 
     @_translated
+    def models_using_dataset(self, dataset_id: str) -> list[Model]:
+        models = (_model(doc) for doc in self.db.collection("models").stream() if (doc.to_dict() or {}).get("design"))
+        return [m for m in models if m.design is not None and m.design.dataset_id == dataset_id]
+
+    @_translated
     def update_design(self, owner_id: str, key: str, change: Callable[[Design | None], Design | None]) -> Model:
         def update(tx: Any) -> None:
             doc = self._model_doc(owner_id, key, tx)

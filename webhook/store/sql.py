@@ -271,6 +271,14 @@ class SqlStore(SqlAgents, SqlDatasets, SqlUsers, Store):
             row.design = None if changed is None else changed.model_dump(mode="json")
             return row.to_entity(owner, self._count_runs(s, key))
 
+    def models_using_dataset(self, dataset_id: str) -> list[Model]:
+        # Designs are JSON: filtered here rather than with each database's own JSON operators.
+        query = select(ModelRow, UserRow.username).join(UserRow, UserRow.id == ModelRow.owner_id) \
+            .where(ModelRow.design.is_not(None))
+        with self._session() as s:
+            return [row.to_entity(owner, 0) for row, owner in s.execute(query)
+                    if (row.design or {}).get("dataset_id") == dataset_id]
+
     def delete_model(self, owner_id: str, key: str) -> None:
         with self._session(write=True) as s:
             self._model(s, owner_id, key)
