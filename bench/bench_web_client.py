@@ -13,7 +13,10 @@ send time (``ts``); in the same run, side by side:
   decoded it.
 
 Both clocks are this machine's. Page load: a fresh browser context (no cache, no service worker)
-from navigation to the signed-in models list drawn, ``--loads`` times.
+from navigation to the signed-in models list drawn, ``--loads`` times. Memory: the run page kept
+open on a live run (``--rate`` batches/s, an ``epoch_end`` every 500 batches) for
+``--soak-minutes``; the page's JavaScript heap after a forced garbage collection (Chrome
+DevTools Protocol) and its DOM node count, sampled every 30 s: a leak shows as steady growth.
 """
 
 from __future__ import annotations
@@ -171,11 +174,66 @@ def _publish(page: Any, channel: Any, key: str, s: Stack, run_id: str, batches: 
     return [drawn - ts for ts, drawn in draws if drawn], list(received)
 
 
+def soak(s: Stack, browser: Any, minutes: float, rate: float) -> list[tuple[float, float, float]]:
+    """``(minute, JS heap MiB after GC, DOM nodes)`` samples of a run page on a live run for ``minutes``."""
+    import requests
+
+    from fitwire.broker import connect
+    from fitwire.broker.topology import PROGRESS, progress_key
+    from fitwire.contract import Batch, EpochEnd, TrainBegin, encode, new_id
+
+    run_id, steps = new_id(), 500
+    epochs = int(minutes * 60 * rate / steps) + 1
+    begin = TrainBegin(run_id=run_id, model_key=s.model, owner=s.user, epochs=epochs, steps=steps)
+    requests.post(f"{s.web_url}/api/v1/events", data=encode(begin), timeout=10,
+                  headers={"Authorization": f"Bearer {s.token}", "Content-Type": "application/json"}).raise_for_status()
+    page, _ = signed_in_page(browser, s.web_url)
+    page.goto(f"{s.web_url}/#/runs/{run_id}")
+    page.locator("#epoch-label").wait_for()
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+
+    def sample(minute: float) -> tuple[float, float, float]:
+        cdp.send("HeapProfiler.collectGarbage")
+        metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+        return minute, metrics["JSHeapUsedSize"] / 2**20, metrics["Nodes"]
+
+    conn = connect(s.amqp_url, attempts=1)
+    channel = conn.channel()
+    key = progress_key(s.user, s.model, run_id)
+    samples: list[tuple[float, float, float]] = []
+    started = time.perf_counter()
+    next_sample, seq, sent = started, 0, 0
+    try:
+        while (elapsed := time.perf_counter() - started) < minutes * 60:
+            epoch, batch = divmod(sent, steps)
+            seq += 1
+            channel.basic_publish(PROGRESS.name, key, encode(Batch(
+                run_id=run_id, model_key=s.model, owner=s.user, seq=seq, epoch=epoch, batch=batch,
+                progress=(batch + 1) / steps, logs={"loss": 1.0 / (sent + 2), "accuracy": sent / (sent + 9)})))
+            if batch == steps - 1:
+                seq += 1
+                channel.basic_publish(PROGRESS.name, key, encode(EpochEnd(
+                    run_id=run_id, model_key=s.model, owner=s.user, seq=seq, epoch=epoch,
+                    logs={"loss": 1.0 / (epoch + 2), "val_loss": 1.1 / (epoch + 2)}, duration=steps / rate)))
+            sent += 1
+            if time.perf_counter() >= next_sample:
+                samples.append(sample(elapsed / 60))
+                next_sample += 30
+            time.sleep(max(0.0, started + sent / rate - time.perf_counter()))
+        samples.append(sample(minutes))
+    finally:
+        conn.close()
+        page.context.close()
+    return samples
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_web_client")
     parser.add_argument("--batches", type=int, default=500)
     parser.add_argument("--rate", type=float, default=50.0, help="batches per second")
     parser.add_argument("--loads", type=int, default=5, help="page loads to time")
+    parser.add_argument("--soak-minutes", type=float, default=10.0, help="minutes of a live run page for memory")
     args = parser.parse_args(argv if argv is not None else [])
     import shutil
 
@@ -194,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
                 page.context.close()
                 loads.append(seconds)
             page_lat, watch_lat = measure(s, browser, args.batches, args.rate)
+            samples = soak(s, browser, args.soak_minutes, args.rate) if args.soak_minutes > 0 else []
         finally:
             browser.close()
     print(f"{args.batches} batches at {args.rate:g}/s, one run; latency from publish to:")
@@ -208,6 +267,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"page p50 / watcher p50: {percentile(page_lat, 50) / percentile(watch_lat, 50):.2f}")
     print(f"page load (signed in, cold context, to the models list and a live broker connection): "
           f"p50 {percentile(loads, 50) * 1000:.0f} ms, max {max(loads) * 1000:.0f} ms over {len(loads)}")
+    if len(samples) >= 3:
+        settled = samples[2]  # after the first minute: the app, its charts and its connection set up
+        print(f"run page on a live run for {args.soak_minutes:g} min at {args.rate:g} batches/s: JS heap after GC "
+              f"{settled[1]:.1f} MiB at {settled[0]:.1f} min, {samples[-1][1]:.1f} MiB at the end "
+              f"(max {max(x[1] for x in samples):.1f}); DOM nodes {settled[2]:.0f} → {samples[-1][2]:.0f}")
+        print("  samples (min, MiB, nodes): " + ", ".join(f"{m:.1f}/{h:.1f}/{n:.0f}" for m, h, n in samples))
 
 
 if __name__ == "__main__":
