@@ -30,6 +30,10 @@ $(STAMP): setup.cfg pyproject.toml
 run: install
 	$(BIN)/python scripts/run_demo.py
 
+# Test files run in 2 parallel workers (pytest-xdist), each file whole in one worker: its
+# module fixtures (a private broker node, trained models) are set up once.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 test: install
 	$(BIN)/python scripts/with_broker.py $(BIN)/pytest $(PYTEST_ARGS)
 

@@ -292,9 +292,23 @@ def _hoist(model: type[BaseModel], schemas: dict[str, Any], mode: JsonSchemaMode
     mine: dict[str, Any] = {}
     ref = model_ref(model, mine, mode)
     for name, schema in mine.items():
+        schema = _asyncapi_schema(schema)
         if schemas.setdefault(name, schema) != schema:
             raise ValueError(f"schema {name!r} differs between the directions it travels in")
     return ref
+
+
+def _asyncapi_schema(node: Any) -> Any:
+    """``node`` as AsyncAPI's Schema Object writes it: its ``discriminator`` is the property's name
+    (a string), where pydantic writes OpenAPI's object (``propertyName`` and ``mapping``)."""
+    if isinstance(node, dict):
+        fixed = {k: _asyncapi_schema(v) for k, v in node.items()}
+        if isinstance(fixed.get("discriminator"), dict):
+            fixed["discriminator"] = fixed["discriminator"]["propertyName"]
+        return fixed
+    if isinstance(node, list):
+        return [_asyncapi_schema(v) for v in node]
+    return node
 
 
 def _messages(schemas: dict[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,8 @@ import typer
 from fitwire.cli.common import EXIT_USAGE, fail
 
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
-    "server": ("flask", "sqlalchemy", "alembic", "waitress", "psycopg", "firebase_admin", "argon2"),
-    "agent": ("keras", "tensorflow", "pynvml", "psutil"),
+    "server": ("flask", "sqlalchemy", "alembic", "waitress", "psycopg", "firebase_admin", "argon2", "PIL"),
+    "agent": ("keras", "tensorflow", "pynvml", "psutil", "PIL"),
 }
 """The top-level modules each extra of setup.cfg installs (a test keeps the two in agreement)."""
 
