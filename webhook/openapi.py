@@ -117,6 +117,8 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/me": {"get": _op("The caller's profile.", _ok(user)),
                        "patch": _op("Change the display name.", _ok(user), ProfileBody)},
         "/api/v1/me/password": {"post": _op("Change the password.", _ok(None, "204"), PasswordBody)},
+        "/api/v1/users": {"get": _op("Admin: every user, by username.",
+                                     _ok(_obj(users={"type": "array", "items": user})))},
         "/api/v1/invitations": {"post": _op("Admin: a one-time sign-up invitation.", _ok(_obj(token=_S, expires_at=_T), "201"))},
         "/api/v1/models": {"get": _op("The caller's models.", _ok(_obj(models={"type": "array", "items": model}))),
                            "post": _op("Create a model (returns its key).", _ok(model, "201"), ModelBody)},

@@ -257,6 +257,8 @@ def test_an_admin_sees_every_training_and_each_nodes_telemetry_live(
     finally:
         agent.close()
     expect(node).to_contain_text("disk 12345 MB free")
+    expect(page.locator(f"li[data-user='{secured.alice.username}']")).to_be_visible()  # the users list
+    expect(page.locator(f"li[data-user='{secured.root.username}']")).to_contain_text("admin")
 
     fit = start_fit(secured, secured.alice, tmp_path, epochs=1, steps=50, delay=0.01)
     alices = page.locator(f"li[data-key$='.{fit.run_id}']")

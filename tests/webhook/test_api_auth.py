@@ -174,3 +174,13 @@ def test_unknown_route_and_method_are_json_errors(client: FlaskClient) -> None:
     assert error_of(client.delete("/health")) == (405, "METHOD_NOT_ALLOWED")
     health = client.get("/health").json
     assert health == {"status": "ok", "version": health["version"], "store": "sqlite"}
+
+
+def test_admins_list_every_user_and_others_are_refused(client: FlaskClient, login: Callable[..., dict[str, str]]) -> None:
+    root, ada = login("root", admin=True), login("ada")
+    listed = client.get("/api/v1/users", headers=root)
+    assert listed.status_code == 200
+    assert [(u["username"], u["is_admin"]) for u in listed.json["users"]] == [("ada", False), ("root", True)]
+    assert "password_hash" not in listed.json["users"][0]
+    assert error_of(client.get("/api/v1/users", headers=ada)) == (403, "PERMISSION_DENIED")
+    assert error_of(client.get("/api/v1/users")) == (401, "UNAUTHENTICATED")

@@ -375,3 +375,8 @@ def test_a_models_design_is_kept_and_changed_in_one_transaction(store: Store) ->
     with pytest.raises(DoesNotExist):
         store.update_design(user(store, "bob").id, "k1", shaped)
     assert store.update_design(alice.id, "k1", lambda _: None).design is None
+
+
+def test_users_are_listed_by_username(store: Store) -> None:
+    bob, alice = user(store, "bob"), user(store, "alice", is_admin=True)
+    assert store.list_users() == [alice, bob]

@@ -109,6 +109,13 @@ def change_password() -> tuple[str, int]:
     return "", 204
 
 
+@bp.get("/users")
+@admin_only
+def list_users() -> dict[str, Any]:
+    """Every user (admins): who has signed up, who is an admin."""
+    return {"users": [to_json(u) for u in store().list_users()]}
+
+
 @bp.post("/invitations")
 @admin_only
 def invite() -> tuple[dict[str, Any], int]:

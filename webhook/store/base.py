@@ -197,6 +197,10 @@ class Store(ABC):
         """Replace the password hash. Raises: DoesNotExist."""
 
     @abstractmethod
+    def list_users(self) -> list[User]:
+        """Every user, by username (admins' user list)."""
+
+    @abstractmethod
     def count_users(self) -> int:
         """How many users exist."""
 

@@ -114,6 +114,10 @@ class FirestoreUsers:
         self._user_doc(user_id).reference.update({"password_hash": password_hash})
 
     @_translated
+    def list_users(self) -> list[User]:
+        return sorted((_user(doc) for doc in self.db.collection("users").stream()), key=lambda u: u.username)
+
+    @_translated
     def count_users(self) -> int:
         result = self.db.collection("users").count().get()
         return int(result[0][0].value)

@@ -118,6 +118,10 @@ class SqlUsers:
             self._user_row(s, user_id).password_hash = password_hash
         self._tokens.clear()
 
+    def list_users(self) -> list[User]:
+        with self._session() as s:
+            return [row.to_entity() for row in s.scalars(select(UserRow).order_by(UserRow.username))]
+
     def count_users(self) -> int:
         with self._session() as s:
             return s.scalar(select(func.count()).select_from(UserRow)) or 0

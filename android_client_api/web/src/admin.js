@@ -66,6 +66,7 @@ export function jobsPage(app) {
 export function adminPage(app) {
   const runs = h("ul", { class: "list", id: "all-runs" }, h("li", { class: "muted" }, "Runs appear here as they stream."));
   const nodes = h("ul", { class: "list", id: "nodes" });
+  const users = h("ul", { class: "list", id: "users" });
   const created = h("div");
   const live = new Map(); // routing key -> row parts
   const nodeRows = new Map(); // node id -> telemetry element
@@ -119,10 +120,24 @@ export function adminPage(app) {
     }
   }
 
+  async function loadUsers() {
+    try {
+      const { users: all } = await api("GET", "/users");
+      users.replaceChildren(...all.map((u) => h("li", { "data-user": u.username },
+        h("div", { class: "row" }, h("b", { class: "grow" }, u.username),
+          u.is_admin ? h("span", { class: "status running" }, "admin") : ""),
+        h("div", { class: "muted" }, `${u.display_name || "–"} · since ${when(u.created_at)}`))));
+    } catch (e) {
+      users.replaceChildren(h("li", { class: "error" }, e.message));
+    }
+  }
+
   show(
     h("h1", {}, "Admin"),
     h("h2", {}, "Every training, live"), h("div", { class: "card" }, runs),
     h("h2", {}, "Nodes"), h("div", { class: "card" }, nodes),
+    h("h2", {}, "Users"), h("div", { class: "card" }, users,
+      h("p", { class: "muted" }, "New users sign up with an invitation link (Account page).")),
     h("div", { class: "card" }, h("h2", {}, "Register a node"),
       form([{ name: "name", label: "Node name", required: true }], "Create node token", async ({ name }, el) => {
         const node = await api("POST", "/nodes", { name });
@@ -135,6 +150,7 @@ export function adminPage(app) {
       }), created),
   );
   loadNodes();
+  loadUsers();
   const offRuns = app.live.subscribe(`/exchange/${PROGRESS}/#`, (msg, key) => runRow(key, msg));
   const offNodes = app.live.subscribe(`/exchange/${TELEMETRY}/node.*`, (msg) => {
     const el = nodeRows.get(msg.node_id);
