@@ -13,6 +13,10 @@ generated in a temporary directory (no download, fixed seeds):
   with merely reading every member out of the zip (the floor any check pays); printed:
   median seconds, files/s and the ratio to the plain read.
 
+* the webhook's memory while a ``--upload-mb`` MB CSV uploads: a real ``fitwire webhook serve``
+  process, its peak resident memory (``VmHWM``) before and after the upload (target: flat; the
+  body streams to disk and is inspected as it goes).
+
 No broker needed. Ratios hold on a busy machine; absolute figures are context only.
 """
 
@@ -117,15 +121,38 @@ def bench_images(tmp: Path, images: int, rounds: int) -> None:
           "files/s", info.images, medians, "read members only")
 
 
+def bench_upload_memory(tmp: Path, megabytes: float) -> None:
+    from tests.webhook.test_artifact_uploads import serve
+
+    source = tmp / "upload.csv"
+    make_csv(source, megabytes)
+    (tmp / "server").mkdir(exist_ok=True)
+    with serve(tmp / "server") as server:
+        before = server.peak_memory()
+        with source.open("rb") as body:
+            started = time.perf_counter()
+            answer = server.api("POST", "/api/v1/datasets?name=upload", server.user_token, data=body)
+            seconds = time.perf_counter() - started
+        after = server.peak_memory()
+    if answer.status_code != 201:
+        raise RuntimeError(f"the upload was refused: {answer.text}")
+    size = source.stat().st_size / 1e6
+    print(f"upload of a {size:.0f} MB CSV to `fitwire webhook serve`: {seconds:.1f} s "
+          f"({size / seconds:.1f} MB/s, inspection included); the server's peak memory "
+          f"{before / 2**20:.0f} MiB before, {after / 2**20:.0f} MiB after (+{(after - before) / 2**20:.1f} MiB)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--csv-mb", type=float, default=50.0, help="size of the generated CSV")
     parser.add_argument("--images", type=int, default=2000, help="images in the generated zip")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--upload-mb", type=float, default=200.0, help="size of the CSV uploaded to a webhook")
     args = parser.parse_args(argv if argv is not None else [])
     with tempfile.TemporaryDirectory() as tmp:
         bench_csv(Path(tmp), args.csv_mb, args.rounds)
         bench_images(Path(tmp), args.images, args.rounds)
+        bench_upload_memory(Path(tmp), args.upload_mb)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`fitwire models validate|spec|shape|clone` against a live webhook."""
+"""`fitwire models spec set|show|validate`, `models shape|clone` against a live webhook."""
 
 from __future__ import annotations
 
@@ -23,22 +23,22 @@ def _file(tmp_path: Path, spec: object, name: str = "net.json") -> str:
 
 
 def test_validate_prints_each_layers_shape_and_parameters(cli: Cli, user: User, tmp_path: Path) -> None:
-    result = cli("models", "validate", _file(tmp_path, SPEC), "--size", "5", "--output-units", "1")
+    result = cli("models", "spec", "validate", _file(tmp_path, SPEC), "--size", "5", "--output-units", "1")
     assert result.exit_code == 0, result.output
     assert "(16)" in cli.drawn and "96" in cli.drawn and "113 parameters" in cli.drawn  # 5·16+16, 16+1
-    open_units = cli("models", "validate", _file(tmp_path, SPEC), "--size", "5")
+    open_units = cli("models", "spec", "validate", _file(tmp_path, SPEC), "--size", "5")
     assert open_units.exit_code == 0 and "96 + ? parameters" in cli.drawn
 
 
 def test_a_bad_spec_names_the_layer_and_field(cli: Cli, user: User, tmp_path: Path) -> None:
     bad = {"format": "images", "size": [4, 4, 1], "layers": [
         {"type": "Conv2D", "layer": {"filters": 2, "kernel_size": 5}}, {"type": "Flatten"}]}
-    result = cli("models", "validate", _file(tmp_path, bad))
+    result = cli("models", "spec", "validate", _file(tmp_path, bad))
     assert result.exit_code == EXIT_ERROR
     assert "layer 0 (kernel_size)" in result.stderr and "Traceback" not in result.output
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    result = cli("models", "validate", str(broken))
+    result = cli("models", "spec", "validate", str(broken))
     assert result.exit_code == EXIT_ERROR and "not a JSON file" in result.stderr
 
 
