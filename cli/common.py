@@ -21,11 +21,20 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 from urllib.parse import quote, urlparse
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from fitwire import credentials
 from fitwire.broker.connection import choose_broker_url, redact
@@ -315,6 +324,20 @@ class Api(Client):
             raise CliError(f"Several models are named {key_or_name!r} ({keys}); give the key")
         raise CliError(f"No model {key_or_name!r} (neither a key nor a name of one of your models)")
 
+    def download_to(self, path: str, target: Path, what: str) -> None:
+        """GET ``path`` into the file ``target``, with a progress bar on stderr; written whole or not at all
+        (a ``.part`` file beside it is renamed when complete, removed otherwise)."""
+        partial = target.with_name(f".{target.name}.part")
+        bars = transfer_progress()
+        try:
+            with bars, partial.open("wb") as out:
+                task = bars.add_task(f"downloading {what}", total=None)
+                self.worded(lambda: self.download(
+                    path, out, on_progress=lambda done, total: bars.update(task, completed=done, total=total)))
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+
     def datasets(self, every: bool = False) -> list[dict[str, Any]]:
         return list(self.get(f"{API}/datasets" + ("?all=true" if every else ""))["datasets"])
 
@@ -353,6 +376,12 @@ class Api(Client):
             return None, self.find_model(ref)
         except CliError:
             raise CliError(f"No run or model {ref!r} among yours") from None
+
+
+def transfer_progress() -> Progress:
+    """A progress bar for an upload or a download: bytes, speed, time left; on stderr, gone when done."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=io().err, transient=True)
 
 
 def api(server: str | None, token: str | None) -> Api:

@@ -7,14 +7,6 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
 from fitwire.cli import display
@@ -28,6 +20,7 @@ from fitwire.cli.common import (
     io,
     print_json,
     reports_errors,
+    transfer_progress,
 )
 
 app = typer.Typer(no_args_is_help=True, help="Upload and manage datasets (CSV tables, image zips).")
@@ -35,11 +28,6 @@ app = typer.Typer(no_args_is_help=True, help="Upload and manage datasets (CSV ta
 DatasetArg = Annotated[str, typer.Argument(help="The dataset's name (yours or a public one), or its id.",
                                            show_default=False)]
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".zip": "images"}
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), console=io().err, transient=True)
 
 
 def _size(n: int) -> str:
@@ -69,7 +57,7 @@ def upload(
         raise CliError(f"Cannot tell the format of {file.name}; give --format csv or --format images")
     query = urlencode({"name": name or file.stem, "format": chosen})
     client, size = api(server, token), file.stat().st_size
-    with _progress() as bars, file.open("rb") as stream:
+    with transfer_progress() as bars, file.open("rb") as stream:
         task = bars.add_task(f"uploading {file.name}", total=size)
         dataset = client.worded(lambda: client.upload(
             f"{API}/datasets?{query}", stream, size, on_progress=lambda sent: bars.update(task, completed=sent)))
@@ -175,16 +163,7 @@ def download(
     client = api(server, token)
     found = client.find_dataset(dataset)
     target = output or Path(found["name"] + (".csv" if found["format"] == "csv" else ".zip"))
-    partial = target.with_name(f".{target.name}.part")
-    try:
-        with _progress() as bars, partial.open("wb") as out:
-            task = bars.add_task(f"downloading {found['name']}", total=found["size"])
-            client.worded(lambda: client.download(
-                f"{API}/datasets/{quote(found['dataset_id'], safe='')}/file", out,
-                on_progress=lambda done, _total: bars.update(task, completed=done)))
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
+    client.download_to(f"{API}/datasets/{quote(found['dataset_id'], safe='')}/file", target, found["name"])
     io().out.print(f"Wrote {target} ({_size(found['size'])}).", markup=False, highlight=False)
 
 

@@ -276,13 +276,7 @@ def weights_download(model: ModelArg, run: Annotated[str, typer.Argument(help="T
     client = api(server, token)
     key = client.find_model(model)["key"]
     target = output or Path(f"{key}-{run}.keras")
-    partial = target.with_name(f".{target.name}.part")
-    try:
-        with partial.open("wb") as out:
-            client.worded(lambda: client.download(_url(key, "trained", run, "file"), out))
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
+    client.download_to(_url(key, "trained", run, "file"), target, f"run {run}'s trained model")
     io().out.print(f"Wrote {target}.", markup=False, highlight=False)
 
 

@@ -13,7 +13,6 @@ from typing import Annotated
 from urllib.parse import quote
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from fitwire.cli.common import API, ServerOption, TokenOption, api, io, reports_errors
 
@@ -36,18 +35,8 @@ def export(model: ModelArg, output: OutputOption = None, server: ServerOption = 
     client = api(server, token)
     found = client.find_model(model)
     target = output or default_output(str(found.get("name") or ""), found["key"])
-    partial = target.with_name(f".{target.name}.part")
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        console=io().err, transient=True)
-    try:
-        with progress, partial.open("wb") as out:
-            task = progress.add_task(f"exporting {found.get('name') or found['key']}", total=None)
-            client.worded(lambda: client.download(
-                f"{API}/models/{quote(found['key'], safe='')}/experiment", out,
-                on_progress=lambda done, total: progress.update(task, completed=done, total=total)))
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
+    client.download_to(f"{API}/models/{quote(found['key'], safe='')}/experiment", target,
+                       f"the experiment of {found.get('name') or found['key']}")
     io().out.print(f"Wrote {target}: unzip it and read its README.md (python train.py -d DATASET).",
                    markup=False, highlight=False)
 
