@@ -380,3 +380,44 @@ def test_a_models_design_is_kept_and_changed_in_one_transaction(store: Store) ->
 def test_users_are_listed_by_username(store: Store) -> None:
     bob, alice = user(store, "bob"), user(store, "alice", is_admin=True)
     assert store.list_users() == [alice, bob]
+
+
+def test_concurrent_epochs_and_ends_of_many_runs_are_each_stored_or_refused_alone(store: Store) -> None:
+    """32 threads write epochs and ends of 8 runs at once through one store (the webhook's
+    request threads; on SQLite they share transactions): every live run's epochs are stored,
+    and the epoch of a finished run is refused without failing the writes beside it."""
+    alice = user(store)
+    store.create_model(alice.id, "k1", "mnist", NOW)
+    for i in range(8):
+        store.begin_run(alice.id, start(f"r{i}", "k1"))
+    store.end_run(alice.id, "r7", "completed", None, {}, NOW)
+    barrier = threading.Barrier(32)
+    refused: list[str] = []
+    errors: list[BaseException] = []
+
+    def write(t: int) -> None:
+        try:
+            barrier.wait()
+            for k in range(4):
+                run_id = f"r{(t + k) % 8}"
+                try:
+                    store.upsert_epoch(alice.id, Epoch(run_id=run_id, epoch=t * 4 + k, logs={"loss": float(t)},
+                                                       ended_at=NOW))
+                except InvalidState:
+                    refused.append(run_id)
+        except BaseException as exc:  # collected: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert set(refused) == {"r7"} and len(refused) == 16
+    stored = {i: store.list_epochs(alice.id, f"r{i}") for i in range(8)}
+    assert sum(len(epochs) for epochs in stored.values()) == 128 - 16 and stored[7] == []
+    for i in range(7):
+        assert all(e.logs["loss"] == float(e.epoch // 4) for e in stored[i])
+    ended = [store.end_run(alice.id, f"r{i}", "completed", None, {}, NOW) for i in range(7)]
+    assert {run.status for run in ended} == {"completed"}
