@@ -25,7 +25,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from fitwire import credentials
-from fitwire.contract.errors import ApiError, ServerUnreachable
+from fitwire.contract.errors import ApiError, ServerUnreachable, api_error
 from fitwire.settings import Settings
 
 RETRY = Retry(
@@ -66,10 +66,11 @@ def http_session(*, retry: bool = True, retry_posts: bool = False) -> requests.S
 
 
 def error_of(response: requests.Response) -> ApiError:
-    """The :class:`ApiError` an error answer means (fitwire's ``{"error": {"code", "message"}}``)."""
+    """The :class:`ApiError` an error answer means (fitwire's ``{"error": {"code", "message"}}``): the
+    class of its code (:class:`~fitwire.contract.errors.NotFound`, …), the one the server raised."""
     try:
         error = response.json()["error"]
-        return ApiError(response.status_code, str(error["code"]), str(error["message"]))
+        return api_error(response.status_code, str(error["code"]), str(error["message"]))
     except (ValueError, KeyError, TypeError):
         return ApiError(response.status_code, f"HTTP_{response.status_code}",
                         f"the server answered HTTP {response.status_code}")

@@ -1,9 +1,10 @@
 """The webhook's Flask application factory.
 
 ``create_app(config)``: defaults from ``FITWIRE_*`` settings, then ``config``
-(tests pass a ready store as ``STORE``). Every error, ours or Werkzeug's, is
-answered as ``{"error": {"code", "message"}}`` with the status of
-``docs/http-api.md``; request bodies are never logged (they hold passwords).
+(tests pass a ready store as ``STORE``). Every error is answered by :func:`answer` as
+``{"error": {"code", "message"}}`` with the status of ``docs/http-api.md``: the views'
+API errors (``fitwire.contract.errors``) as they are, a store's error and Werkzeug's as the
+API error of their code. Request bodies are never logged (they hold passwords).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from fitwire.broker import declare_all
 from fitwire.broker.adapter import Broker
 from fitwire.contract import BrokerError
-from fitwire.contract.errors import ERROR_STATUS
+from fitwire.contract.errors import ERROR_STATUS, ApiError, InternalError, RateLimited, api_error
 from fitwire.settings import Settings
 from fitwire.webhook import http_headers
 from fitwire.webhook.api import BLUEPRINTS, broker_auth
 from fitwire.webhook.api.common import refuse_deep_json, size_text
-from fitwire.webhook.security import LoginGuard, RateLimited
+from fitwire.webhook.security import LoginGuard
 from fitwire.webhook.store.base import Store, StoreError
 from fitwire.webhook.store.factory import open_store
 
@@ -46,10 +47,20 @@ _HTTP_CODES = {
 }
 
 
-def error_response(code: str, message: str, status: int) -> Response:
-    response = jsonify({"error": {"code": code, "message": message}})
-    response.status_code = status
+def answer(error: ApiError) -> Response:
+    """The JSON answer of an API error, with the headers its code calls for."""
+    response = jsonify({"error": {"code": error.code, "message": error.message}})
+    response.status_code = error.status
+    if isinstance(error, RateLimited) and error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
+    if error.code == "UNAUTHENTICATED":
+        response.headers["WWW-Authenticate"] = "Bearer"
     return response
+
+
+def api_error_of(exc: StoreError) -> ApiError:
+    """A store's error as the API error of its code: where the store's vocabulary meets HTTP's."""
+    return api_error(ERROR_STATUS.get(exc.code, 500), exc.code, exc.message)
 
 
 def _defaults(settings: Settings) -> dict[str, Any]:
@@ -150,14 +161,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         finally:
             once.close()
 
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return answer(exc)
+
     @app.errorhandler(StoreError)
     def _store_error(exc: StoreError) -> Response:
-        response = error_response(exc.code, exc.message, ERROR_STATUS.get(exc.code, 500))
-        if isinstance(exc, RateLimited):
-            response.headers["Retry-After"] = str(exc.retry_after)
-        if exc.code == "UNAUTHENTICATED":
-            response.headers["WWW-Authenticate"] = "Bearer"
-        return response
+        return answer(api_error_of(exc))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -169,7 +179,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             message = "No such route."
         else:
             message = exc.description or exc.name
-        response = error_response(_HTTP_CODES.get(status, "INVALID_REQUEST"), message, status)
+        response = answer(api_error(status, _HTTP_CODES.get(status, "INVALID_REQUEST"), message))
         if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         return response
@@ -177,6 +187,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unexpected error in the webhook")  # the traceback, never the request body
-        return error_response("INTERNAL_ERROR", "The webhook failed unexpectedly; see its log.", 500)
+        return answer(InternalError("The webhook failed unexpectedly; see its log."))
 
     return app

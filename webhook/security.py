@@ -18,22 +18,13 @@ from datetime import datetime
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from fitwire.webhook.store.base import StoreError, User
+from fitwire.contract.errors import RateLimited
+from fitwire.webhook.store.base import User
 
 _HASHER = PasswordHasher()
 # Verified when the username is unknown, so a wrong username costs as much time as a
 # wrong password and response times do not tell which usernames exist.
 _DUMMY_HASH = _HASHER.hash("fitwire: not a password")
-
-
-class RateLimited(StoreError):
-    """Too many failed log-ins for this username from this address; ``retry_after`` seconds to wait."""
-
-    code = "RATE_LIMITED"
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def hash_password(password: str) -> str:

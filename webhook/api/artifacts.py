@@ -21,11 +21,11 @@ from flask import Blueprint, Response, current_app, g, request, send_file
 
 from fitwire.artifacts import LocalArtifacts
 from fitwire.contract.artifacts import StreamingArtifactStore, trained_metadata_key
+from fitwire.contract.errors import BadRequest, NotFound, PermissionDenied
 from fitwire.contract.http import ID_PATTERN
 from fitwire.settings import Settings
 from fitwire.webhook.api.common import raw_body
 from fitwire.webhook.api.nodes import user_or_node
-from fitwire.webhook.store.base import DoesNotExist, InvalidRequest, PermissionDenied
 
 bp = Blueprint("artifacts", __name__, url_prefix="/api/v1")
 
@@ -46,7 +46,7 @@ ARTIFACT_KINDS = ("bundles", "checkpoints", "trained")
 
 def _key(kind: str, name: str) -> str:
     if kind not in ARTIFACT_KINDS or not ID_PATTERN.match(name):
-        raise InvalidRequest("An artifact key is bundles/<id>, checkpoints/<job id> or trained/<run id>.")
+        raise BadRequest("An artifact key is bundles/<id>, checkpoints/<job id> or trained/<run id>.")
     return f"{kind}/{name}"
 
 
@@ -80,7 +80,7 @@ def put_artifact(kind: str, name: str) -> tuple[str, int]:
     if request.content_length == 0 or (
         request.content_length is None and not request.environ.get("wsgi.input_terminated")
     ):  # Werkzeug would read that as an empty stream: an empty checkpoint over a good one
-        raise InvalidRequest("An artifact upload needs a body, with a Content-Length or chunked.")
+        raise BadRequest("An artifact upload needs a body, with a Content-Length or chunked.")
     artifacts().put_stream(key, request.stream)
     return "", 204
 
@@ -100,5 +100,5 @@ def get_artifact(kind: str, name: str) -> Response:
                                "checkpoint) read artifacts.")
     stream = artifacts().open(key)
     if stream is None:
-        raise DoesNotExist(f"No artifact {key!r}.")
+        raise NotFound(f"No artifact {key!r}.")
     return send_file(stream, mimetype="application/octet-stream")  # streamed; closed when sent

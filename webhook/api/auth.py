@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, request
 
+from fitwire.contract.errors import PermissionDenied, Unauthenticated
 from fitwire.contract.http import LoginBody, PasswordBody, ProfileBody, SignupBody
 from fitwire.webhook.api.common import (
     admin_only,
@@ -24,7 +25,7 @@ from fitwire.webhook.security import (
     new_secret,
     verify_password,
 )
-from fitwire.webhook.store.base import Credentials, DoesNotExist, PermissionDenied, Unauthenticated
+from fitwire.webhook.store.base import Credentials, DoesNotExist
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1")
 

@@ -34,6 +34,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from flask import Blueprint, Response, current_app, request
 from flask.sansio.blueprints import BlueprintSetupState
 
+from fitwire.contract.errors import Unauthenticated
 from fitwire.webhook.api.common import now, store
 from fitwire.webhook.broker_rules import (
     JOB_PREFIX,
@@ -44,7 +45,8 @@ from fitwire.webhook.broker_rules import (
     topic_allowed,
 )
 from fitwire.webhook.security import hash_secret
-from fitwire.webhook.store.base import DoesNotExist, StoreError, Unauthenticated
+from fitwire.webhook.store.base import DoesNotExist, StoreError
+from fitwire.webhook.store.base import Unauthenticated as StoreUnauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +178,7 @@ def user() -> Response:
             if username.startswith(JOB_PREFIX):  # a job token dies when its job leaves `running`
                 return store().job_for_token(token_hash).job_id == username[len(JOB_PREFIX):]
             return store().user_for_token(token_hash, now()).username == username
-        except Unauthenticated:
+        except (StoreUnauthenticated, Unauthenticated):  # the store's (unknown, revoked) or lapsed
             return False
 
     return _decide(check, "login")

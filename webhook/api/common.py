@@ -18,15 +18,10 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 from pydantic import BaseModel, ValidationError
 
+from fitwire.contract.errors import BadRequest, PermissionDenied, Unauthenticated
 from fitwire.contract.http import ID_PATTERN
 from fitwire.webhook.security import hash_secret
-from fitwire.webhook.store.base import (
-    InvalidRequest,
-    PermissionDenied,
-    Store,
-    Unauthenticated,
-    to_wire_json,
-)
+from fitwire.webhook.store.base import Store, to_wire_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 B = TypeVar("B", bound=BaseModel)
@@ -106,9 +101,9 @@ def refuse_deep_json() -> None:
         try:
             data.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidRequest("The body must be JSON in UTF-8.") from None
+            raise BadRequest("The body must be JSON in UTF-8.") from None
     if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and json_depth(data) > MAX_JSON_DEPTH:
-        raise InvalidRequest(f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
+        raise BadRequest(f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
 
 
 def size_text(size: int | None) -> str:
@@ -122,14 +117,14 @@ def size_text(size: int | None) -> str:
 
 
 def parse_body(model: type[B]) -> B:
-    """The request body as ``model``. Raises: InvalidRequest naming the field."""
+    """The request body as ``model``. Raises: BadRequest naming the field."""
     data = request.get_data(cache=True)
     if not data:
-        raise InvalidRequest("The request needs a JSON body.")
+        raise BadRequest("The request needs a JSON body.")
     try:
         return model.model_validate_json(data)
     except ValidationError as exc:
-        raise InvalidRequest(validation_message(exc)) from None
+        raise BadRequest(validation_message(exc)) from None
 
 
 def bearer_token() -> str | None:
@@ -167,12 +162,12 @@ def admin_only(view: F) -> F:
 
 
 def check_id(value: str, what: str) -> str:
-    """``value`` when it is a valid id (routing-key safe). Raises: InvalidRequest naming ``what``.
+    """``value`` when it is a valid id (routing-key safe). Raises: BadRequest naming ``what``.
 
     A malformed id in a body is a 400, not a 404: it cannot name anything.
     """
     if not ID_PATTERN.match(value):
-        raise InvalidRequest(f"{what} must be 1 to 64 letters, digits, '_' or '-'.")
+        raise BadRequest(f"{what} must be 1 to 64 letters, digits, '_' or '-'.")
     return value
 
 

@@ -36,6 +36,13 @@ from fitwire.contract.datasets import (
 )
 from fitwire.contract.entities import Dataset
 from fitwire.contract.enums import JOB_ENDED
+from fitwire.contract.errors import (
+    AlreadyExists,
+    BadRequest,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+)
 from fitwire.contract.http import DatasetPatch
 from fitwire.webhook.api.artifacts import artifacts
 from fitwire.webhook.api.common import (
@@ -48,13 +55,6 @@ from fitwire.webhook.api.common import (
     to_json,
 )
 from fitwire.webhook.api.nodes import user_or_job
-from fitwire.webhook.store.base import (
-    AlreadyExists,
-    DoesNotExist,
-    InvalidRequest,
-    InvalidState,
-    PermissionDenied,
-)
 
 bp = Blueprint("datasets", __name__, url_prefix="/api/v1/datasets")
 
@@ -67,7 +67,7 @@ def _files() -> LocalArtifacts:
     """Datasets are read in place (zip members, preview pages): they need the local file store."""
     found = artifacts()
     if not isinstance(found, LocalArtifacts):
-        raise InvalidRequest("Datasets need the webhook's local artifact store (ARTIFACTS_DIR).")
+        raise BadRequest("Datasets need the webhook's local artifact store (ARTIFACTS_DIR).")
     return found
 
 
@@ -78,9 +78,9 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidRequest(f"Query parameter {name!r} must be a whole number.") from None
+        raise BadRequest(f"Query parameter {name!r} must be a whole number.") from None
     if not low <= value <= high:
-        raise InvalidRequest(f"Query parameter {name!r} must be between {low} and {high}.")
+        raise BadRequest(f"Query parameter {name!r} must be between {low} and {high}.")
     return value
 
 
@@ -107,14 +107,14 @@ def _format_of(first: bytes) -> str:
     if wanted is None:
         return "images" if first.startswith(ZIP_MAGIC) else "csv"
     if wanted not in DATASET_FORMATS:
-        raise InvalidRequest(f"Query parameter 'format' must be one of {', '.join(DATASET_FORMATS)}.")
+        raise BadRequest(f"Query parameter 'format' must be one of {', '.join(DATASET_FORMATS)}.")
     return wanted
 
 
 def _receive(staging: Path) -> tuple[str, str, int, Any]:
     """Stream the body to ``staging`` and inspect it: (format, sha256, size, info).
 
-    Raises: InvalidRequest naming what is wrong (DatasetInvalid's message); a 413 from Werkzeug
+    Raises: BadRequest naming what is wrong (DatasetInvalid's message); a 413 from Werkzeug
     when the body passes the limit."""
     from fitwire.datasets.csv_inspect import inspect_csv
     from fitwire.datasets.images_inspect import inspect_images
@@ -140,7 +140,7 @@ def _receive(staging: Path) -> tuple[str, str, int, Any]:
                 pass
             info = inspect_images(staging)
     except DatasetInvalid as exc:
-        raise InvalidRequest(f"Not a usable {fmt} dataset: {exc}") from None
+        raise BadRequest(f"Not a usable {fmt} dataset: {exc}") from None
     return fmt, digest.hexdigest(), sum(sizes), info
 
 
@@ -152,7 +152,7 @@ def upload() -> tuple[dict[str, Any], int]:
     name = request.args.get("name", "")
     problem = dataset_name_problem(name)
     if problem:
-        raise InvalidRequest(problem)
+        raise BadRequest(problem)
     _check_name_free(name)
     request.max_content_length = current_app.config["DATASET_MAX_BYTES"]
     files = _files()
@@ -184,7 +184,7 @@ def list_datasets() -> dict[str, Any]:
 
 
 def _readable(dataset_id: str) -> Dataset:
-    """The dataset, when the caller may read it. Raises: DoesNotExist (also for others' private ones)."""
+    """The dataset, when the caller may read it. Raises: NotFound (also for others' private ones)."""
     if g.job is not None:  # a job token reads the one dataset its job trains on
         ref = g.job.spec.get("dataset") or {}
         if ref.get("dataset_id") != dataset_id:
@@ -202,7 +202,7 @@ def show(dataset_id: str) -> dict[str, Any]:
 def _local(dataset: Dataset) -> Path:
     path = _files().local_path(dataset_key(dataset.sha256))
     if path is None:
-        raise DoesNotExist(f"The file of dataset {dataset.name!r} is missing from the artifact store.")
+        raise NotFound(f"The file of dataset {dataset.name!r} is missing from the artifact store.")
     return path
 
 
@@ -227,7 +227,7 @@ def rows(dataset_id: str) -> dict[str, Any]:
 
     dataset = _readable(dataset_id)
     if dataset.format != "csv":
-        raise InvalidRequest(f"Dataset {dataset.name!r} is images; its pages are /images.")
+        raise BadRequest(f"Dataset {dataset.name!r} is images; its pages are /images.")
     offset, limit = _int_arg("offset", 0, 0, 10**12), _int_arg("limit", 50, 1, MAX_PAGE)
     header, page = csv_page(_local(dataset), offset, limit)
     return {"header": header, "rows": page, "offset": offset, "total": dataset.info.rows}  # type: ignore[union-attr]
@@ -235,9 +235,9 @@ def rows(dataset_id: str) -> dict[str, Any]:
 
 def _class_of(dataset: Dataset, name: str) -> None:
     if dataset.format != "images":
-        raise InvalidRequest(f"Dataset {dataset.name!r} is a CSV table; its pages are /rows.")
+        raise BadRequest(f"Dataset {dataset.name!r} is a CSV table; its pages are /rows.")
     if name not in {c.name for c in dataset.info.classes}:  # type: ignore[union-attr]
-        raise DoesNotExist(f"Dataset {dataset.name!r} has no class {name!r}.")
+        raise NotFound(f"Dataset {dataset.name!r} has no class {name!r}.")
 
 
 @bp.get("/<dataset_id>/images")
@@ -250,7 +250,7 @@ def images(dataset_id: str) -> dict[str, Any]:
     cls, split = request.args.get("class", ""), request.args.get("split", "training")
     _class_of(dataset, cls)
     if split not in ("training", "validation"):
-        raise InvalidRequest("Query parameter 'split' must be training or validation.")
+        raise BadRequest("Query parameter 'split' must be training or validation.")
     offset, limit = _int_arg("offset", 0, 0, 10**9), _int_arg("limit", 50, 1, MAX_PAGE)
     folder = TRAINING_DIR if split == "training" else VALIDATION_DIR
     total, members = class_members(_local(dataset), folder, cls, offset, limit)
@@ -271,11 +271,11 @@ def thumbnail(dataset_id: str) -> Response:
         _class_of(dataset, cls)
         member = next(c.sample for c in dataset.info.classes if c.name == cls)  # type: ignore[union-attr]
     elif dataset.format != "images":
-        raise InvalidRequest(f"Dataset {dataset.name!r} is a CSV table; it has no images.")
+        raise BadRequest(f"Dataset {dataset.name!r} is a CSV table; it has no images.")
     try:
         data = make_thumbnail(_local(dataset), member, _int_arg("size", 128, 16, 512))
     except DatasetInvalid as exc:
-        raise DoesNotExist(str(exc)) from None
+        raise NotFound(str(exc)) from None
     response = Response(data, mimetype="image/jpeg")
     response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
     return response
@@ -318,15 +318,15 @@ def delete(dataset_id: str) -> tuple[str, int]:
 
 def dataset_ref(owner_id: str, name: object) -> dict[str, Any]:
     """The reference a job spec stores for the dataset ``name`` the owner submitted (their own or a
-    public one): never the submitter's own word for its id or hash. Raises: InvalidRequest; DoesNotExist."""
+    public one): never the submitter's own word for its id or hash. Raises: BadRequest; NotFound."""
     if not isinstance(name, str):
-        raise InvalidRequest("In 'spec': 'dataset' is the name of one of your datasets or of a public one.")
+        raise BadRequest("In 'spec': 'dataset' is the name of one of your datasets or of a public one.")
     for found in store().list_datasets(owner_id):
         if found.name == name:
             ref = DatasetRef(dataset_id=found.dataset_id, name=found.name, format=found.format,
                              sha256=found.sha256, size=found.size)
             return ref.model_dump()
-    raise DoesNotExist(f"No dataset named {name!r} (yours or public).")
+    raise NotFound(f"No dataset named {name!r} (yours or public).")
 
 
 def datasets_paths() -> dict[str, dict[str, Any]]:

@@ -24,6 +24,7 @@ from fitwire.contract import Job as WireJob
 from fitwire.contract import JobSpec, new_id
 from fitwire.contract.datasets import CsvInfo, ImagesInfo
 from fitwire.contract.entities import Dataset, Design, Model, TrainedModel
+from fitwire.contract.errors import BadRequest, InvalidState, NotFound
 from fitwire.contract.http import CloneBody, ShapeBody, TrainBody, ValidateBody
 from fitwire.contract.spec_shapes import default_loss, default_metrics, infer
 from fitwire.contract.specs import ModelSpec, SpecInvalid, SpecTraining
@@ -32,19 +33,19 @@ from fitwire.webhook.api.datasets import dataset_ref
 from fitwire.webhook.api.job_verdicts import check_pool
 from fitwire.webhook.api.jobs import queue
 from fitwire.webhook.api.trained import trained_key
-from fitwire.webhook.store.base import DoesNotExist, InvalidRequest, InvalidState
+from fitwire.webhook.store.base import DoesNotExist
 
 bp = Blueprint("designs", __name__, url_prefix="/api/v1")
 
 
 def _checked(spec: ModelSpec, input_shape: list[int] | None, output_units: int | None) -> list[Any]:
-    """Every layer's shape and parameter count. Raises: InvalidRequest naming the layer and field."""
+    """Every layer's shape and parameter count. Raises: BadRequest naming the layer and field."""
     config = current_app.config
     try:
         return infer(spec, input_shape=input_shape, output_units=output_units,
                      max_layers=config["SPEC_MAX_LAYERS"], max_params=config["SPEC_MAX_PARAMS"])
     except SpecInvalid as exc:
-        raise InvalidRequest(f"The spec cannot be built: {exc}") from None
+        raise BadRequest(f"The spec cannot be built: {exc}") from None
 
 
 def _validate(design: Design) -> Design:
@@ -81,8 +82,8 @@ def set_spec(key: str) -> dict[str, Any]:
         if current is None or current.dataset_id is None:
             return _validate(Design(spec=spec, state="dynamic"))
         if spec.format != current.spec.format:
-            raise InvalidRequest(f"The model is shaped to a {current.spec.format} dataset; its spec's format "
-                                 f"stays {current.spec.format!r}.")
+            raise BadRequest(f"The model is shaped to a {current.spec.format} dataset; its spec's format "
+                             f"stays {current.spec.format!r}.")
         shaped = spec.model_copy(update={"size": current.spec.size})
         return _validate(current.model_copy(update={"spec": shaped, "state": "editable"}))
 
@@ -103,30 +104,30 @@ def remove_spec(key: str) -> tuple[str, int]:
 def _width(info: CsvInfo, columns: list[str], role: str) -> int:
     """How many numbers ``columns`` become: one each, a Label column its one-hot width."""
     if not columns:
-        raise InvalidRequest(f"Shaping to a CSV dataset needs its {role} columns ('{role}').")
+        raise BadRequest(f"Shaping to a CSV dataset needs its {role} columns ('{role}').")
     by_name = {c.name: c for c in info.columns}
     width = 0
     for name in columns:
         column = by_name.get(name)
         if column is None:
-            raise InvalidRequest(f"The dataset has no column {name!r} (its columns: {', '.join(by_name)}).")
+            raise BadRequest(f"The dataset has no column {name!r} (its columns: {', '.join(by_name)}).")
         if column.blocked:
-            raise InvalidRequest(f"Column {name!r} is blocked: {column.unique} distinct labels are too many "
-                                 "to one-hot encode.")
+            raise BadRequest(f"Column {name!r} is blocked: {column.unique} distinct labels are too many "
+                             "to one-hot encode.")
         width += column.one_hot_width if column.type == "Label" else 1
     if len(set(columns)) != len(columns):
-        raise InvalidRequest(f"A column is named twice among the {role}.")
+        raise BadRequest(f"A column is named twice among the {role}.")
     return width
 
 
 def _shaped(spec: ModelSpec, dataset: Dataset, body: ShapeBody) -> Design:
     """The design of ``spec`` shaped to ``dataset``: its input size and output units set by the data."""
     if spec.format != dataset.format:
-        raise InvalidRequest(f"The spec is for {spec.format} and dataset {dataset.name!r} is {dataset.format}.")
+        raise BadRequest(f"The spec is for {spec.format} and dataset {dataset.name!r} is {dataset.format}.")
     info = dataset.info
     if isinstance(info, ImagesInfo):
         if body.inputs or body.outputs:
-            raise InvalidRequest("Inputs and outputs are CSV columns; an images dataset's output is its classes.")
+            raise BadRequest("Inputs and outputs are CSV columns; an images dataset's output is its classes.")
         channels = 1 if max(info.channels) <= 2 else 3  # grey (and grey+alpha) or colour; alpha is dropped
         height, width = (spec.size[0], spec.size[1]) if spec.size and len(spec.size) == 3 \
             else (info.sizes[0][1], info.sizes[0][0])
@@ -145,7 +146,7 @@ def _dataset_named(name: str) -> Dataset:
     for found in store().list_datasets(g.user.id):
         if found.name == name:
             return found
-    raise DoesNotExist(f"No dataset named {name!r} (yours or public).")
+    raise NotFound(f"No dataset named {name!r} (yours or public).")
 
 
 @bp.post("/models/<key>/shape")
@@ -200,10 +201,10 @@ def _training(model: Model, body: TrainBody, run_id: str) -> tuple[SpecTraining,
     initial = None
     if body.from_run is not None:
         if body.from_run not in {t.run_id for t in design.trained}:
-            raise DoesNotExist(f"Model {model.name!r} has no trained model from run {body.from_run!r}.")
+            raise NotFound(f"Model {model.name!r} has no trained model from run {body.from_run!r}.")
         initial = trained_key(body.from_run)
     if body.augmentation is not None and design.spec.format != "images":
-        raise InvalidRequest("Augmentation is for images; this model is shaped to a CSV table.")
+        raise BadRequest("Augmentation is for images; this model is shaped to a CSV table.")
     spec = design.spec
     if spec.loss is None or not spec.metrics:
         classes = isinstance(dataset.info, ImagesInfo) or _labels_only(dataset.info, design.outputs)

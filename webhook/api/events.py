@@ -17,11 +17,12 @@ from flask import Blueprint, g, request
 from fitwire.broker.topology import ANY_RUN
 from fitwire.contract import DecodeError, EpochEnd, ProgressMessage, TrainBegin, TrainEnd, decode
 from fitwire.contract.entities import Epoch
+from fitwire.contract.errors import BadRequest, PermissionDenied
 from fitwire.contract.http import ID_PATTERN
 from fitwire.contract.messages import UnsupportedVersion, older_version, spoken_versions
 from fitwire.webhook.api.common import store, to_json
 from fitwire.webhook.api.nodes import user_or_job
-from fitwire.webhook.store.base import InvalidRequest, PermissionDenied, RunStart
+from fitwire.webhook.store.base import RunStart
 
 bp = Blueprint("events", __name__, url_prefix="/api/v1")
 
@@ -33,22 +34,22 @@ MAX_TEXT = {"host": 255, "framework": 64, "framework_version": 64}
 
 
 def _check(event: TrainBegin | EpochEnd | TrainEnd) -> datetime:
-    """Refuse values the store cannot hold; the event's time as a datetime. Raises: InvalidRequest."""
+    """Refuse values the store cannot hold; the event's time as a datetime. Raises: BadRequest."""
     for field in ("run_id", "model_key"):
         value = getattr(event, field)
         if not ID_PATTERN.match(value) or value == ANY_RUN:
-            raise InvalidRequest(f"Field {field!r} must be 1 to 64 letters, digits, '_' or '-' (not 'any').")
+            raise BadRequest(f"Field {field!r} must be 1 to 64 letters, digits, '_' or '-' (not 'any').")
     numbers = {"epoch": getattr(event, "epoch", 0)}
     if isinstance(event, TrainBegin):
         numbers.update(epochs=event.epochs or 0, steps=event.steps or 0)
         for field, limit in MAX_TEXT.items():
             if len(getattr(event, field)) > limit:
-                raise InvalidRequest(f"Field {field!r} is longer than {limit} characters.")
+                raise BadRequest(f"Field {field!r} is longer than {limit} characters.")
     for field, value in numbers.items():
         if not 0 <= value <= INT_MAX:
-            raise InvalidRequest(f"Field {field!r} must be between 0 and {INT_MAX}.")
+            raise BadRequest(f"Field {field!r} must be between 0 and {INT_MAX}.")
     if not math.isfinite(event.ts) or not 0 <= event.ts < 253402300800:  # before year 10000
-        raise InvalidRequest("Field 'ts' must be a Unix time.")
+        raise BadRequest("Field 'ts' must be a Unix time.")
     return datetime.fromtimestamp(event.ts, UTC)
 
 
@@ -62,12 +63,12 @@ def post_event() -> tuple[dict[str, Any], int]:
     except UnsupportedVersion as exc:
         # An old Tracker's runs would never receive a STOP (routing keys changed): say so, once, plainly.
         remedy = "pip install -U fitwire" if older_version(exc.version) else "the server needs an upgrade"
-        raise InvalidRequest(f"This fitwire client speaks wire contract v{exc.version}; the server speaks "
-                             f"{spoken_versions()}: {remedy}.") from None
+        raise BadRequest(f"This fitwire client speaks wire contract v{exc.version}; the server speaks "
+                         f"{spoken_versions()}: {remedy}.") from None
     except DecodeError as exc:
-        raise InvalidRequest(f"The body is not a stored event: {exc}.") from None
+        raise BadRequest(f"The body is not a stored event: {exc}.") from None
     if not isinstance(event, STORED):
-        raise InvalidRequest(
+        raise BadRequest(
             f"The body is not a stored event: type {event.type!r} is live-only; "
             "send train_begin, epoch_end or train_end."
         )

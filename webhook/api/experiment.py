@@ -21,11 +21,12 @@ from fitwire.artifacts import LocalArtifacts
 from fitwire.contract.artifacts import trained_metadata_key
 from fitwire.contract.datasets import CsvInfo
 from fitwire.contract.entities import Model
+from fitwire.contract.errors import InvalidState
 from fitwire.webhook.api.artifacts import artifacts
 from fitwire.webhook.api.common import authenticated, store
 from fitwire.webhook.api.trained import trained_key
 from fitwire.webhook.experiment import NotShaped, TrainedFiles, folder_name, write_experiment
-from fitwire.webhook.store.base import DoesNotExist, InvalidState
+from fitwire.webhook.store.base import DoesNotExist
 
 log = logging.getLogger(__name__)
 

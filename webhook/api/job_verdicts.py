@@ -23,9 +23,11 @@ from flask import current_app
 from pydantic import ValidationError
 
 from fitwire.contract import GpuInfo, JobSpec
+from fitwire.contract.errors import InvalidState, NotFound
 from fitwire.contract.placement import capacity_shortfall, fleet_shortfall
 from fitwire.webhook.api.common import now, store
-from fitwire.webhook.store.base import DoesNotExist, InvalidState, Job, Node
+from fitwire.webhook.store.base import InvalidState as StoreInvalidState
+from fitwire.webhook.store.base import Job, Node
 
 
 @dataclass(frozen=True)
@@ -49,12 +51,12 @@ def _agents(nodes: list[Node]) -> list[_Agent]:
 
 
 def check_pool(pool: str) -> None:
-    """Raises DoesNotExist (404) unless an admin or a registered agent declared ``pool``."""
+    """Raises NotFound (404) unless an admin or a registered agent declared ``pool``."""
     declared = set(current_app.config["JOB_POOLS"])
     reported = {p for a in _agents(store().list_nodes()) for p in a.pools}
     if pool not in declared | reported:
         known = ", ".join(sorted(declared | reported)) or "none"
-        raise DoesNotExist(
+        raise NotFound(
             f"No pool {pool!r}: the pools are {known}. An admin declares pools with FITWIRE_POOLS; "
             "an agent declares its own with `fitwire agent start --pool NAME`."
         )
@@ -94,6 +96,6 @@ def judge_waiting(jobs: list[Job]) -> list[Job]:
         try:
             judged[job.job_id] = store().set_job_state(job.job_id, "unschedulable", reason=reason, node_id=None,
                                                        now=moment, allowed_from=frozenset({"queued"}))
-        except InvalidState:  # an agent claimed it meanwhile
+        except StoreInvalidState:  # an agent claimed it meanwhile
             judged[job.job_id] = store().get_job(job.job_id)
     return [judged.get(j.job_id, j) for j in jobs]

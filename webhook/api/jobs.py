@@ -24,6 +24,7 @@ from fitwire.broker.jobs import declare_pool, publish_job
 from fitwire.contract import BrokerError, JobSpec
 from fitwire.contract import Job as WireJob
 from fitwire.contract.artifacts import bundle_id, bundle_key
+from fitwire.contract.errors import BadRequest, NotFound, PermissionDenied, TemporarilyUnavailable
 from fitwire.contract.http import ClaimBody, StateBody, SubmitBody
 from fitwire.webhook.api.artifacts import artifacts
 from fitwire.webhook.api.common import (
@@ -46,14 +47,7 @@ from fitwire.webhook.api.job_verdicts import (
 from fitwire.webhook.api.nodes import job_login_url, node_only, user_or_node
 from fitwire.webhook.api.trained import record_trained
 from fitwire.webhook.security import hash_secret, new_secret
-from fitwire.webhook.store.base import (
-    DoesNotExist,
-    InvalidRequest,
-    Job,
-    Node,
-    PermissionDenied,
-    Unavailable,
-)
+from fitwire.webhook.store.base import Job, Node
 
 T = TypeVar("T")
 
@@ -68,24 +62,24 @@ def _spec(body: SubmitBody) -> JobSpec:
     fields = dict(body.spec)
     if body.bundle_source is not None:
         if len(body.bundle_source) > MAX_BUNDLE_CHARS:
-            raise InvalidRequest(f"The job bundle is larger than {MAX_BUNDLE_CHARS} characters.")
+            raise BadRequest(f"The job bundle is larger than {MAX_BUNDLE_CHARS} characters.")
         try:
             compile(body.bundle_source, body.bundle_name, "exec")
         except SyntaxError as exc:
-            raise InvalidRequest(f"The job bundle does not compile: line {exc.lineno}: {exc.msg}.") from None
+            raise BadRequest(f"The job bundle does not compile: line {exc.lineno}: {exc.msg}.") from None
         source = body.bundle_source.encode()
         fields["bundle"] = bundle_id(source)
         artifacts().put(bundle_key(fields["bundle"]), source)
     elif "bundle" not in fields:
-        raise InvalidRequest("Give the job bundle: 'bundle_source' (the Python file) or 'spec.bundle'.")
+        raise BadRequest("Give the job bundle: 'bundle_source' (the Python file) or 'spec.bundle'.")
     if fields.get("dataset") is not None:
         fields["dataset"] = dataset_ref(g.user.id, fields["dataset"])
     try:
         spec = JobSpec.model_validate(fields)
     except ValidationError as exc:
-        raise InvalidRequest("In 'spec': " + validation_message(exc)) from None
+        raise BadRequest("In 'spec': " + validation_message(exc)) from None
     if body.bundle_source is None and artifacts().get(bundle_key(spec.bundle)) is None:
-        raise InvalidRequest(f"No uploaded job bundle {spec.bundle!r}.")
+        raise BadRequest(f"No uploaded job bundle {spec.bundle!r}.")
     check_id(spec.model_key, "spec.model_key")
     return spec
 
@@ -115,7 +109,7 @@ def _on_own_channel(operation: Callable[[Any], T]) -> T:
     try:
         return _broker().run(run)
     except BrokerError as exc:
-        raise Unavailable(f"The broker is unavailable ({exc}).") from None
+        raise TemporarilyUnavailable(f"The broker is unavailable ({exc}).") from None
 
 
 @bp.post("/jobs")
@@ -133,7 +127,7 @@ def queue(wire: WireJob) -> Job:
     """Record the caller's job ``queued`` and publish it (a bundle job, or a spec's training);
     ``unschedulable`` when no registered node of the pool could ever run it.
 
-    Raises: Unavailable (503) when the broker does not take it: the job is recorded ``failed``.
+    Raises: TemporarilyUnavailable (503) when the broker does not take it: the job is recorded ``failed``.
     """
     spec = wire.spec
     job = store().create_job(g.user.id, job_id=wire.job_id, run_id=wire.run_id, pool=wire.pool,
@@ -146,8 +140,8 @@ def queue(wire: WireJob) -> Job:
     except BrokerError as exc:
         store().set_job_state(job.job_id, "failed", reason=f"broker unavailable: the job could not be queued ({exc})",
                               node_id=None, now=now())
-        raise Unavailable(f"The broker did not take the job ({exc}); job {job.job_id} is recorded as failed "
-                          "(broker unavailable). Submit it again when the broker is back.") from None
+        raise TemporarilyUnavailable(f"The broker did not take the job ({exc}); job {job.job_id} is recorded as failed "
+                                     "(broker unavailable). Submit it again when the broker is back.") from None
     return job
 
 
@@ -163,7 +157,7 @@ def _node_job(node: Node, job_id: str) -> Job:
     """A job a node may see: one of its pools' (any other is "no such job", ids do not leak)."""
     job = store().get_job(job_id)
     if job.pool not in node.pools and job.node_id != node.node_id:
-        raise DoesNotExist(f"No job with id {job_id!r}.")
+        raise NotFound(f"No job with id {job_id!r}.")
     return job
 
 
@@ -173,7 +167,7 @@ def get_job(job_id: str) -> dict[str, Any]:
     """The job: its owner's, an admin's, a node's of its pool, or its own job token's."""
     if g.job is not None:
         if g.job.job_id != job_id:
-            raise DoesNotExist(f"No job with id {job_id!r}.")
+            raise NotFound(f"No job with id {job_id!r}.")
         return to_json(store().get_job(job_id))
     if g.node is not None:
         return to_json(judge_waiting([_node_job(g.node, job_id)])[0])
@@ -242,7 +236,7 @@ def dead_letters() -> dict[str, Any]:
     try:
         limit = max(1, min(int(request.args.get("limit", 100)), MAX_DEAD_LETTERS_SHOWN))
     except ValueError:
-        raise InvalidRequest("'limit' must be a whole number.") from None
+        raise BadRequest("'limit' must be a whole number.") from None
     letters, total = _on_own_channel(lambda channel: peek_dead_letters(channel, limit))
     return {"total": total, "dead_letters": letters}
 

@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, g, request
 
 from fitwire.broker.topology import job_username, node_username
 from fitwire.contract import DecodeError, NodeTelemetry, decode, new_id
+from fitwire.contract.errors import BadRequest, Unauthenticated
 from fitwire.contract.http import NodeBody
 from fitwire.contract.version import SUPPORTED_VERSIONS
 from fitwire.webhook.api.broker_auth import login_url
@@ -26,7 +27,8 @@ from fitwire.webhook.api.common import (
     to_json,
 )
 from fitwire.webhook.security import hash_secret, new_secret
-from fitwire.webhook.store.base import InvalidRequest, Job, Node, Unauthenticated
+from fitwire.webhook.store.base import Job, Node
+from fitwire.webhook.store.base import Unauthenticated as StoreUnauthenticated
 
 bp = Blueprint("nodes", __name__, url_prefix="/api/v1")
 
@@ -80,10 +82,10 @@ def user_or_node(view: F) -> F:
         g.node = g.job = g.user = None
         try:
             g.user = store().user_for_token(token_hash, now())
-        except Unauthenticated:
+        except StoreUnauthenticated:
             try:
                 g.job = store().job_for_token(token_hash)
-            except Unauthenticated:
+            except StoreUnauthenticated:
                 g.node = live_node(token_hash)
             else:
                 g.user = store().get_user(g.job.owner_id)
@@ -124,19 +126,19 @@ def telemetry_body() -> NodeTelemetry:
     try:
         peek = json.loads(raw)
     except ValueError:
-        raise InvalidRequest("The body is not valid JSON.") from None
+        raise BadRequest("The body is not valid JSON.") from None
     versions = [peek.get("protocol_version"), peek.get("v")] if isinstance(peek, dict) else []
     for version in versions:
         if version is not None and version not in SUPPORTED_VERSIONS:
             accepted = ", ".join(str(v) for v in SUPPORTED_VERSIONS)
-            raise InvalidRequest(
+            raise BadRequest(
                 f"This server accepts wire-contract version {accepted} only; this agent speaks version "
                 f"{version}. Install a fitwire agent that speaks version {accepted}."
             )
     try:
         return decode(raw, NodeTelemetry)
     except DecodeError as exc:
-        raise InvalidRequest(f"The body is not a node report: {exc}.") from None
+        raise BadRequest(f"The body is not a node report: {exc}.") from None
 
 
 @bp.post("/nodes")

@@ -41,18 +41,19 @@ from fitwire.contract import BrokerError, DecodeError, decode, encode, new_id
 from fitwire.contract.artifacts import dataset_key, trained_metadata_key
 from fitwire.contract.datasets import TRAINING_DIR
 from fitwire.contract.entities import Model
+from fitwire.contract.errors import (
+    BadRequest,
+    InternalError,
+    InvalidState,
+    NotFound,
+    TemporarilyUnavailable,
+)
 from fitwire.contract.messages import PredictReply, PredictRequest, PredictValue
 from fitwire.webhook.api.artifacts import artifacts
 from fitwire.webhook.api.common import authenticated, check_id, parse_body, store
 from fitwire.webhook.api.job_verdicts import check_pool
 from fitwire.webhook.api.trained import trained_key
-from fitwire.webhook.store.base import (
-    DoesNotExist,
-    InvalidRequest,
-    InvalidState,
-    StoreError,
-    Unavailable,
-)
+from fitwire.webhook.store.base import DoesNotExist
 
 bp = Blueprint("predictions", __name__, url_prefix="/api/v1/models")
 
@@ -88,10 +89,6 @@ class PredictBody(BaseModel):
                                                 "format Pillow reads).")
 
 
-class AgentFailed(StoreError):
-    """The agent took the request but could not predict (its sentence says why)."""
-
-
 def _run_of(model: Model, run_id: str | None) -> str:
     trained = model.design.trained if model.design else []
     if not trained:
@@ -100,7 +97,7 @@ def _run_of(model: Model, run_id: str | None) -> str:
         return max(trained, key=lambda t: t.created_at).run_id
     check_id(run_id, "run_id")
     if run_id not in {t.run_id for t in trained}:
-        raise DoesNotExist(f"Model {model.name!r} has no trained model from run {run_id!r}.")
+        raise NotFound(f"Model {model.name!r} has no trained model from run {run_id!r}.")
     return run_id
 
 
@@ -115,25 +112,25 @@ def _metadata(run_id: str) -> dict[str, Any]:
 
 
 def checked_row(metadata: dict[str, Any], row: dict[str, PredictValue]) -> dict[str, PredictValue]:
-    """The row as the agent takes it (labels as text, numbers as floats). Raises InvalidRequest naming the column."""
+    """The row as the agent takes it (labels as text, numbers as floats). Raises BadRequest naming the column."""
     inputs = metadata["inputs"]
     names = [c["name"] for c in inputs]
     unknown = [name for name in row if name not in names]
     if unknown:
-        raise InvalidRequest(f"The row has a column {unknown[0]!r}, which is not an input of this model "
-                             f"(its inputs: {', '.join(names)}).")
+        raise BadRequest(f"The row has a column {unknown[0]!r}, which is not an input of this model "
+                         f"(its inputs: {', '.join(names)}).")
     checked: dict[str, PredictValue] = {}
     for column in inputs:
         name = column["name"]
         if name not in row:
-            raise InvalidRequest(f"The row has no column {name!r} (the model's inputs: {', '.join(names)}).")
+            raise BadRequest(f"The row has no column {name!r} (the model's inputs: {', '.join(names)}).")
         value = row[name]
         if column["type"] == "Label":
             text = value if isinstance(value, str) else json.dumps(value)
             if text not in column["vocabulary"]:
                 known = ", ".join(repr(v) for v in column["vocabulary"][:10])
-                raise InvalidRequest(f"Column {name!r}: {text!r} is not one of the values it was trained on "
-                                     f"({known}{', …' if len(column['vocabulary']) > 10 else ''}).")
+                raise BadRequest(f"Column {name!r}: {text!r} is not one of the values it was trained on "
+                                 f"({known}{', …' if len(column['vocabulary']) > 10 else ''}).")
             checked[name] = text
         else:
             checked[name] = _number(name, column["type"], value)
@@ -152,26 +149,26 @@ def _number(name: str, col_type: str, value: PredictValue) -> float:
         except ValueError:
             number = None
     if number is None or not math.isfinite(number):
-        raise InvalidRequest(f"Column {name!r} is a number column ({col_type}); {value!r} is not a finite number.")
+        raise BadRequest(f"Column {name!r} is a number column ({col_type}); {value!r} is not a finite number.")
     return number
 
 
 def checked_image(image: str) -> str:
-    """The image, when it is base64 of a file Pillow reads. Raises InvalidRequest saying what is wrong."""
+    """The image, when it is base64 of a file Pillow reads. Raises BadRequest saying what is wrong."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         raw = base64.b64decode(image, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidRequest("Field 'image' is not valid base64 (of an image file).") from None
+        raise BadRequest("Field 'image' is not valid base64 (of an image file).") from None
     try:
         with Image.open(io.BytesIO(raw)) as img:
             width, height = img.size
             if width * height > MAX_PIXELS:
-                raise InvalidRequest(f"Field 'image' is {width}×{height} pixels; at most {MAX_PIXELS:,} are accepted.")
+                raise BadRequest(f"Field 'image' is {width}×{height} pixels; at most {MAX_PIXELS:,} are accepted.")
             img.load()  # the whole file: a truncated one fails here, not on the agent
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidRequest(f"Field 'image' is not an image Pillow can read ({exc}).") from None
+        raise BadRequest(f"Field 'image' is not an image Pillow can read ({exc}).") from None
     return image
 
 
@@ -182,7 +179,7 @@ def call_agent(pool: str, message: PredictRequest, timeout: float) -> PredictRep
     """Send ``message`` to ``predict.<pool>`` and wait up to ``timeout`` s for the reply.
 
     Raises:
-        Unavailable: no agent consumes the pool's requests, none answered in time, or no broker.
+        TemporarilyUnavailable: no agent consumes the pool's requests, none answered in time, or no broker.
     """
     broker: Broker = current_app.extensions["fitwire_broker"]
     correlation = new_id()
@@ -222,16 +219,16 @@ def call_agent(pool: str, message: PredictRequest, timeout: float) -> PredictRep
     try:
         got = broker.run(exchange)
     except BrokerError as exc:
-        raise Unavailable(f"The broker is unreachable, so no agent can predict ({exc}).") from None
+        raise TemporarilyUnavailable(f"The broker is unreachable, so no agent can predict ({exc}).") from None
     if isinstance(got, str):
         if got == "timeout":
-            raise Unavailable(f"No agent of pool {pool!r} answered within {timeout:g} s.")
-        raise Unavailable(f"No agent of pool {pool!r} is serving predictions (start one with "
-                          f"`fitwire agent start --pool {pool}`).")
+            raise TemporarilyUnavailable(f"No agent of pool {pool!r} answered within {timeout:g} s.")
+        raise TemporarilyUnavailable(f"No agent of pool {pool!r} is serving predictions (start one with "
+                                     f"`fitwire agent start --pool {pool}`).")
     try:
         return decode(got, PredictReply)
     except DecodeError as exc:
-        raise AgentFailed(f"The agent's answer could not be read: {exc}") from None
+        raise InternalError(f"The agent's answer could not be read: {exc}") from None
 
 
 # --- what the output means ------------------------------------------------------------------
@@ -293,12 +290,12 @@ def predict(key: str) -> dict[str, Any]:
     fmt = metadata.get("format")
     if fmt == "csv":
         if body.row is None or body.image is not None:
-            raise InvalidRequest(f"Model {model.name!r} predicts from a CSV row: send {{\"row\": {{column: value}}}}.")
+            raise BadRequest(f"Model {model.name!r} predicts from a CSV row: send {{\"row\": {{column: value}}}}.")
         message = PredictRequest(owner=g.user.username, model_key=key, run_id=run_id,
                                  row=checked_row(metadata, body.row))
     elif fmt == "images":
         if body.image is None or body.row is not None:
-            raise InvalidRequest(f"Model {model.name!r} predicts from an image: send {{\"image\": \"<base64>\"}}.")
+            raise BadRequest(f"Model {model.name!r} predicts from an image: send {{\"image\": \"<base64>\"}}.")
         message = PredictRequest(owner=g.user.username, model_key=key, run_id=run_id,
                                  image=checked_image(body.image))
     else:
@@ -308,10 +305,10 @@ def predict(key: str) -> dict[str, Any]:
     if not reply.ok:
         error = reply.error or "the agent could not predict."
         if reply.code == "INVALID_REQUEST":
-            raise InvalidRequest(error)
+            raise BadRequest(error)
         if reply.code == "RESOURCE_DOES_NOT_EXIST":
-            raise DoesNotExist(error)
-        raise AgentFailed(f"The agent could not predict: {error}")
+            raise NotFound(error)
+        raise InternalError(f"The agent could not predict: {error}")
     outputs = [float(v) if v is not None else math.nan for v in reply.outputs]
     answer: dict[str, Any] = {"run_id": run_id, "node_id": reply.node_id, "load_s": reply.load_s}
     if fmt == "images":

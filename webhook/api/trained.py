@@ -15,6 +15,7 @@ from flask import Blueprint, Response, g, send_file
 
 from fitwire.artifacts import LocalArtifacts
 from fitwire.contract.entities import Design, Job, TrainedModel
+from fitwire.contract.errors import NotFound
 from fitwire.webhook.api.artifacts import artifacts
 from fitwire.webhook.api.common import authenticated, now, store, to_json
 from fitwire.webhook.store.base import DoesNotExist
@@ -56,7 +57,7 @@ def _trained(key: str, run_id: str) -> TrainedModel:
     for entry in model.design.trained if model.design else ():
         if entry.run_id == run_id:
             return entry
-    raise DoesNotExist(f"Model {model.name!r} has no trained model from run {run_id!r}.")
+    raise NotFound(f"Model {model.name!r} has no trained model from run {run_id!r}.")
 
 
 @bp.get("/<key>/trained")
@@ -82,7 +83,7 @@ def download(key: str, run_id: str) -> Response:
     found = artifacts()
     path = found.local_path(trained_key(run_id)) if isinstance(found, LocalArtifacts) else None
     if path is None:
-        raise DoesNotExist(f"The file of run {run_id}'s trained model is missing from the artifact store.")
+        raise NotFound(f"The file of run {run_id}'s trained model is missing from the artifact store.")
     return send_file(path, mimetype="application/octet-stream", as_attachment=True,
                      download_name=f"{key}-{run_id}.keras")
 

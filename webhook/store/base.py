@@ -2,7 +2,8 @@
 
 Rows and snapshots never leave a store: every method returns the frozen
 entities below. Every failure a caller can act on is a :class:`StoreError`
-with a code the HTTP layer maps to a status (``fitwire.contract.errors.ERROR_STATUS``). Ownership is
+with a code; the webhook answers it as the API error of that code (``fitwire.contract.errors``),
+so a store never raises an HTTP error and a view never raises a store error. Ownership is
 part of the contract: a method that takes ``owner_id`` treats another user's
 model or run exactly like one that does not exist, so ids do not leak.
 
@@ -43,7 +44,8 @@ from fitwire.contract.errors import FitwireError
 
 
 class StoreError(FitwireError):
-    """A store operation failed in a way the caller can report; ``code`` names the reason."""
+    """A store operation failed in a way the caller can report; ``code`` names the reason (one of
+    ``fitwire.contract.errors.ERROR_STATUS``: the webhook answers it as that code's API error)."""
 
     code = "INTERNAL_ERROR"
 
