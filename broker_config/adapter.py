@@ -8,8 +8,9 @@ confirm. A connection found dead is dropped and the operation runs once more on 
 fresh one. pika's exceptions never leave this module: callers see
 ``fitwire.contract.errors`` (:func:`translate_errors`).
 
-Long-lived consumers with their own loop (the Tracker's transport, the agent) open
-their connection here too (:meth:`Broker.connect`) and keep their loop.
+Long-lived consumers (the Tracker's transport, the agent, its predictor, the CLI's
+watchers) are a :class:`Consumer`: one connection of their own thread, queues consumed
+on it, reopened with backoff when it is lost.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pika
@@ -27,6 +29,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from fitwire.broker.connection import (
     BACKOFF_MAX_S,
+    BACKOFF_STEP_S,
     CONNECT_ATTEMPTS,
     CONNECT_TIMEOUT_S,
     HEARTBEAT_S,
@@ -35,8 +38,8 @@ from fitwire.broker.connection import (
     translate_errors,
     use_topology,
 )
-from fitwire.broker.topology import Topology, watcher_queue_arguments
-from fitwire.contract.errors import BrokerUnavailable
+from fitwire.broker.topology import Topology, declare, watcher_queue_arguments
+from fitwire.contract.errors import BrokerError, BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -184,75 +187,287 @@ class Broker:
         self._local = threading.local()
 
 
-class Watcher:
-    """A consumer of a private, server-named queue; ``poll`` runs pika's I/O on the caller's thread."""
+@dataclass(frozen=True)
+class QueueSpec:
+    """One queue a :class:`Subscription` reads.
 
-    def __init__(self, broker: Broker, exchange: str, binding_keys: list[str],
-                 on_message: Callable[[bytes], None]) -> None:
-        self.broker = broker
-        self.exchange = exchange
-        self.binding_keys = binding_keys
-        self._on_message = on_message
-        self.connection: pika.BlockingConnection | None = None
+    ``declare``: declared (with these flags and arguments) and bound on every open: a
+    private or per-run queue that dies with its connection. Otherwise the queue is a
+    shared one that already exists (declared with the consumer's ``declares`` topology).
+    ``name=""``: a private queue the broker names, new on every open.
+    """
+
+    name: str = ""
+    bindings: tuple[tuple[str, str], ...] = ()
+    """(exchange, routing key) pairs bound on every open (``declare`` queues only)."""
+    declare: bool = False
+    exclusive: bool = False
+    auto_delete: bool = False
+    arguments: dict[str, Any] | None = None
+
+
+def private_queue(exchange: str, binding_keys: list[str]) -> QueueSpec:
+    """A watcher's queue: server-named, exclusive, auto-delete, with the watcher TTL and length limits."""
+    return QueueSpec("", tuple((exchange, key) for key in binding_keys), declare=True, exclusive=True,
+                     auto_delete=True, arguments=watcher_queue_arguments())
+
+
+class Delivery:
+    """One message a :class:`Subscription` received; ``ack``/``reject``/``nack`` go back on its channel."""
+
+    __slots__ = ("_channel", "body", "delivery_tag", "headers", "properties", "redelivered", "routing_key")
+
+    def __init__(self, channel: BlockingChannel, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
+        self._channel = channel
+        self.body = body
+        self.properties = properties
+        self.headers: dict[str, Any] = dict(properties.headers or {})
+        self.routing_key: str = method.routing_key
+        self.delivery_tag: int = method.delivery_tag
+        self.redelivered: bool = method.redelivered
+
+    @property
+    def alive(self) -> bool:
+        """False once the channel it came on is gone: its ack is moot, the broker requeued it."""
+        return bool(self._channel.is_open)
+
+    def ack(self) -> None:
+        with translate_errors():
+            self._channel.basic_ack(self.delivery_tag)
+
+    def reject(self, *, requeue: bool) -> None:
+        """A reject, not a nack: from RabbitMQ 4.3 only a reject counts towards a quorum queue's delivery limit."""
+        with translate_errors():
+            self._channel.basic_reject(self.delivery_tag, requeue=requeue)
+
+    def nack(self, *, requeue: bool) -> None:
+        with translate_errors():
+            self._channel.basic_nack(self.delivery_tag, requeue=requeue)
+
+
+class Subscription:
+    """Queues one channel of a :class:`Consumer` consumes, with one prefetch and one way of acking.
+
+    Args:
+        queues: the queues (a name: a queue that exists).
+        on_message: called on the consumer's thread, inside :meth:`Consumer.poll`, with each delivery.
+        auto_ack: the broker forgets a message once sent (watchers); otherwise the caller acks,
+            and what it has not acked when the connection goes is delivered again.
+        prefetch: at most this many unacked messages per consumer (None: no limit).
+        start: consume as soon as the consumer opens; False: only after :meth:`start`
+            (a consumer that bids for work when it has room, as the agent does).
+    """
+
+    def __init__(self, queues: list[QueueSpec | str], on_message: Callable[[Delivery], None], *,
+                 auto_ack: bool = False, prefetch: int | None = None, start: bool = True) -> None:
+        self.queues = [QueueSpec(q) if isinstance(q, str) else q for q in queues]
+        self.on_message = on_message
+        self.auto_ack = auto_ack
+        self.prefetch = prefetch
+        self.start_on_open = start
         self.channel: BlockingChannel | None = None
-        self.queue = ""
+        self.names: list[str] = []
+        """The queues' names on the current connection (a private queue's is the broker's)."""
+        self._tags: list[str] = []
+
+    @property
+    def consuming(self) -> bool:
+        return bool(self._tags)
+
+    def start(self, arguments: dict[str, Any] | None = None) -> None:
+        """Consume every queue (``arguments``: consumer arguments such as ``x-priority``)."""
+        if self.channel is None:
+            raise BrokerUnavailable("not connected")
+        with translate_errors():
+            for name in self.names:
+                self._tags.append(self.channel.basic_consume(
+                    name, on_message_callback=self._deliver, auto_ack=self.auto_ack, arguments=arguments))
+
+    def stop(self) -> None:
+        """Stop consuming; what was delivered and not yet acked stays this consumer's to settle."""
+        tags, self._tags = self._tags, []
+        if self.channel is None:
+            return
+        with translate_errors():
+            for tag in tags:
+                self.channel.basic_cancel(tag)
+
+    def _deliver(self, channel: BlockingChannel, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
+        self.on_message(Delivery(channel, method, properties, body))
+
+    def _open(self, channel: BlockingChannel) -> None:
+        """On a new connection's channel (pika errors are translated by the caller)."""
+        self.channel, self.names, self._tags = channel, [], []
+        if self.prefetch is not None:
+            channel.basic_qos(prefetch_count=self.prefetch)  # per consumer
+        for spec in self.queues:
+            name = spec.name
+            if spec.declare:
+                name = channel.queue_declare(queue=spec.name, exclusive=spec.exclusive, auto_delete=spec.auto_delete,
+                                             arguments=spec.arguments).method.queue
+                for exchange, key in spec.bindings:
+                    channel.queue_bind(queue=name, exchange=exchange, routing_key=key)
+            self.names.append(name)
+        if self.start_on_open:
+            self.start()
+
+
+class Consumer:
+    """One connection that consumes queues and may publish, reopened with backoff when it is lost.
+
+    A consumer belongs to one thread: :meth:`poll` runs pika's I/O there and delivers to the
+    subscriptions' ``on_message``; only :meth:`call_soon` and :meth:`wake` may be called from
+    other threads. Each subscription has its own channel; publishing uses one more, in
+    confirm mode when the broker was made with ``confirm``. pika's errors arrive as
+    ``fitwire.contract.errors``; :class:`BrokerError` from :meth:`poll` or :meth:`publish`
+    means the connection is gone: :meth:`reopen` it.
+
+    Args:
+        broker: whose URL, connection name and topology check (``uses``) to use.
+        subscriptions: what to consume; the first one's channel carries the topology check.
+        declares: topology declared (not only checked) on every open: a consumer that owns
+            its queues, such as the agent's job queues.
+    """
+
+    def __init__(self, broker: Broker, *subscriptions: Subscription, declares: Topology | None = None) -> None:
+        self.broker = broker
+        self.subscriptions = subscriptions
+        self.declares = declares
+        self.connection: pika.BlockingConnection | None = None
+        self._out: BlockingChannel | None = None
+
+    @property
+    def queue(self) -> str:
+        """The first queue's name on the current connection ("" before the first open)."""
+        names = self.subscriptions[0].names if self.subscriptions else []
+        return names[0] if names else ""
 
     def open(self, attempts: int | None = None) -> None:
-        """Connect, declare the queue and bind it (raises :class:`BrokerUnavailable` when no broker answers)."""
+        """Connect, declare, bind and consume (raises :class:`BrokerUnavailable` when no broker answers)."""
         self.close()
         connection = self.broker.connect(attempts=attempts)
         try:
             with translate_errors():
                 channel = (use_topology(connection, self.broker.uses) if self.broker.uses
                            else connection.channel())
-                self.queue = channel.queue_declare(
-                    queue="", exclusive=True, auto_delete=True, arguments=watcher_queue_arguments()
-                ).method.queue
-                for key in self.binding_keys:
-                    channel.queue_bind(queue=self.queue, exchange=self.exchange, routing_key=key)
-                channel.basic_consume(queue=self.queue, auto_ack=True,
-                                      on_message_callback=lambda _c, _m, _p, body: self._on_message(body))
-                if self.broker.confirm:
-                    channel.confirm_delivery()
+                if self.declares is not None:
+                    declare(channel, self.declares)
+                for index, subscription in enumerate(self.subscriptions):
+                    subscription._open(channel if index == 0 else connection.channel())
         except BaseException:
             _close(connection)
             raise
-        self.connection, self.channel = connection, channel
+        self.connection = connection
 
-    def reopen(self, *, cap: float = BACKOFF_MAX_S, give_up_at: float | None = None,
+    def reopen(self, *, step: float = BACKOFF_STEP_S, cap: float = BACKOFF_MAX_S, give_up_at: float | None = None,
+               stop: threading.Event | None = None, at_once: bool = False, lost: Exception | None = None,
+               on_failure: Callable[[Exception, float], None] | None = None,
                sleep: Callable[[float], None] = time.sleep) -> bool:
-        """After a lost connection: try again, one backoff step longer each time (at most ``cap``
-        seconds apart), until the queue is declared, bound and consumed again; True then, False
-        once ``time.monotonic()`` passes ``give_up_at``. A watcher's queue is new: what was
-        published while it was away is gone (watchers catch up from stored state)."""
-        backoff = Backoff(cap=cap)
+        """Open again, one backoff step longer before each try (at most ``cap`` seconds apart); True once open.
+
+        Args:
+            give_up_at: False once ``time.monotonic()`` passes it.
+            stop: False as soon as it is set while waiting (waits on it instead of ``sleep``).
+            at_once: the first try without waiting (a first connection, or a quick retry).
+            lost: what ended the last connection, reported to ``on_failure`` with the first wait.
+            on_failure: called with every failed try's error and the wait before the next; it
+                may raise to give up. Without it a refused login is raised at once (waiting
+                does not change credentials) and an absent broker is retried.
+
+        What an auto-ack private queue held is gone with it (watchers catch up from stored
+        state); what a named queue's consumer had not acked is delivered again.
+        """
+        backoff = Backoff(step=step, cap=cap)
+        delay = 0.0 if at_once else backoff.next_delay()
+        if lost is not None and on_failure is not None:
+            on_failure(lost, delay)
         while give_up_at is None or time.monotonic() < give_up_at:
-            sleep(backoff.next_delay())
+            if delay and stop is not None:
+                if stop.wait(delay):
+                    return False
+            elif delay:
+                sleep(delay)
             try:
                 self.open(attempts=1)
                 return True
-            except BrokerUnavailable:
-                log.debug("%s: the broker is still away", self.broker.name)
+            except BrokerError as exc:
+                delay = backoff.next_delay()
+                if on_failure is not None:
+                    on_failure(exc, delay)
+                elif isinstance(exc, BrokerUnavailable):
+                    log.debug("%s: the broker is still away", self.broker.name)
+                else:
+                    raise
         return False
 
     def poll(self, timeout: float) -> None:
         """Service the connection for up to ``timeout`` seconds, delivering what arrives to ``on_message``."""
-        if self.connection is None:
+        connection = self.connection
+        if connection is None:
             raise BrokerUnavailable("not connected")
         with translate_errors():
-            self.connection.process_data_events(time_limit=timeout)
+            connection.process_data_events(time_limit=timeout)
+        for subscription in self.subscriptions:
+            if subscription.channel is not None and not subscription.channel.is_open:
+                # pika delivers nothing more on a channel the broker closed, and says nothing
+                raise BrokerUnavailable(f"{self.broker.name}: the broker closed a consuming channel")
 
-    def publish(self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties) -> None:
-        """Publish on the watcher's own channel (a watcher that also sends: ``fitwire watch``'s STOP key)."""
-        if self.channel is None:
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the consumer's thread, within its next :meth:`poll` (from any thread)."""
+        connection = self.connection
+        if connection is None:
             raise BrokerUnavailable("not connected")
         with translate_errors():
-            self.channel.basic_publish(exchange=exchange, routing_key=routing_key, body=body, properties=properties)
+            connection.add_callback_threadsafe(callback)
+
+    def wake(self) -> None:
+        """End the current :meth:`poll` now (from any thread; a training thread's, so kept lean)."""
+        connection = self.connection
+        if connection is not None:
+            try:
+                connection.add_callback_threadsafe(_noop)
+            except pika.exceptions.AMQPError:
+                pass  # the connection is closing: its thread is about to notice anyway
+
+    def run(self, operation: Callable[[BlockingChannel], T]) -> T:
+        """``operation(channel)`` on the publishing channel, errors translated."""
+        connection = self.connection
+        if connection is None:
+            raise BrokerUnavailable("not connected")
+        with translate_errors():
+            if self._out is None or not self._out.is_open:  # new, or closed by a refused publish
+                self._out = connection.channel()
+                if self.broker.confirm:
+                    self._out.confirm_delivery()
+            return operation(self._out)
+
+    def publish(self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties | None = None,
+                *, mandatory: bool = False) -> None:
+        """Publish on the consumer's connection (confirmed when the broker was made with ``confirm``)."""
+        self.run(lambda channel: channel.basic_publish(
+            exchange=exchange, routing_key=routing_key, body=body, properties=properties, mandatory=mandatory))
 
     def close(self) -> None:
-        connection, self.connection, self.channel = self.connection, None, None
+        connection, self.connection, self._out = self.connection, None, None
+        for subscription in self.subscriptions:
+            subscription.channel, subscription._tags = None, []
         if connection is not None:
             _close(connection)
+
+
+class Watcher(Consumer):
+    """A consumer of a private, server-named queue bound to ``exchange``; ``on_message`` gets each body."""
+
+    def __init__(self, broker: Broker, exchange: str, binding_keys: list[str],
+                 on_message: Callable[[bytes], None]) -> None:
+        super().__init__(broker, Subscription([private_queue(exchange, binding_keys)],
+                                              lambda delivery: on_message(delivery.body), auto_ack=True))
+        self.exchange = exchange
+        self.binding_keys = binding_keys
+
+
+def _noop() -> None:
+    """Wakes ``process_data_events``."""
 
 
 def publish_properties(**fields: Any) -> pika.BasicProperties:

@@ -3,8 +3,9 @@
 pika's ``BlockingConnection`` may only be touched by the thread that made it
 (``add_callback_threadsafe`` is its one thread-safe method), so everything
 AMQP happens here: publishing progress, consuming the run's signal queue,
-servicing heartbeats through ``process_data_events`` and reconnecting with
-backoff. The training thread only appends small dicts to :class:`EventQueue`.
+servicing heartbeats and reconnecting with backoff, all through the broker
+adapter's :class:`~fitwire.broker.adapter.Consumer`. The training thread only
+appends small dicts to :class:`EventQueue`.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import pika
-import pika.exceptions
-
 from fitwire.broker import topology
-from fitwire.broker.adapter import Broker
-from fitwire.broker.connection import Backoff, redact, translate_errors, use_topology
+from fitwire.broker.adapter import (
+    Broker,
+    Consumer,
+    Delivery,
+    QueueSpec,
+    Subscription,
+    publish_properties,
+)
+from fitwire.broker.connection import redact
 from fitwire.callback import _notices
 from fitwire.callback.identity import Identity
 from fitwire.contract.errors import BrokerAccessRefused, BrokerError, DecodeError
@@ -64,7 +69,7 @@ _MODELS: dict[str, type[ProgressEvent]] = {
     m.model_fields["type"].default: m
     for m in (TrainBegin, EpochBegin, EpochEnd, TrainEnd, SignalAck, Heartbeat)  # batches: encode_batches
 }
-_PROPERTIES = pika.BasicProperties(content_type="application/json", delivery_mode=1)
+_PROPERTIES = publish_properties()
 _CLOSING: set[Transport] = set()
 """Transports whose run ended but whose connection may still be closing (joined, bounded, at exit)."""
 _SKIP = object()
@@ -251,13 +256,11 @@ class Transport(threading.Thread):
         self._on_signal = on_signal
         self._notices = notices
         self._closing = threading.Event()
-        self._conn: pika.BlockingConnection | None = None
-        self._channel: Any = None
+        self._consumer: Consumer | None = None
         self._routing_key = ""
         self._head: dict[str, str] = {}
         self._identity: Identity | None = None
         self._last_publish = time.monotonic()
-        self._backoff = Backoff(step=RECONNECT_STEP_S, cap=RECONNECT_MAX_S)
         self.connected = threading.Event()
         self.finished_publishing = threading.Event()
         self.published = 0
@@ -285,22 +288,22 @@ class Transport(threading.Thread):
             self._routing_key = topology.progress_key(self._identity.owner, self._model_key, self._run_id)
             self._head = {"run_id": self._run_id, "model_key": self._model_key, "owner": self._identity.owner}
             log.debug("run %s publishes as %s", self._run_id, self._routing_key)
+            consumer = self._consumer = self._signal_consumer()
             while True:
-                conn = self._conn
-                if conn is None:
+                if not self.connected.is_set():
                     if self._closing.is_set() and self.attempts:
                         break  # closing while the broker is away: the outbox has what matters
-                    if not self._connect():
-                        self._closing.wait(self._backoff.next_delay())
+                    if not self._connect(consumer):
+                        break  # closed while the broker was away
                     continue
                 try:
-                    self._pump()
+                    self._pump(consumer)
                     if self._closing.is_set() and not len(self._events):
                         break
                     # Asleep until a signal, a run/epoch event, or the oldest waiting batch is due.
                     due = self._events.due_in()
-                    conn.process_data_events(time_limit=TICK_S if due is None else min(TICK_S, due))
-                except (pika.exceptions.AMQPError, OSError, BrokerError) as exc:
+                    consumer.poll(TICK_S if due is None else min(TICK_S, due))
+                except BrokerError as exc:
                     self._lost(exc)
         except Exception:  # the transport must never take the training down
             log.exception("fitwire transport stopped on an unexpected error")
@@ -311,66 +314,53 @@ class Transport(threading.Thread):
 
     # --- connection ----------------------------------------------------------------
 
-    def _connect(self) -> bool:
+    def _signal_consumer(self) -> Consumer:
+        """The run's connection: the shared exchanges (checked, else declared) and its own signal queue.
+
+        The queue is exclusive and auto-delete, so it dies with the run; it is named and bound
+        owner-first, which is what the broker lets this owner (and only them) declare and bind.
+        Signals are acked by :meth:`_on_message`.
+        """
+        assert self._identity is not None
+        owner = self._identity.owner
+        queue = QueueSpec(
+            topology.owner_signal_queue_name(owner, self._run_id),
+            bindings=tuple((topology.SIGNALS.name, key)
+                           for key in topology.owner_signal_keys(owner, self._model_key, self._run_id)),
+            declare=True, exclusive=True, auto_delete=True, arguments=topology.signal_queue_arguments(),
+        )
+        broker = Broker(self._identity.amqp_url, name=f"fitwire-tracker-{self._run_id[:8]}", uses=topology.LIVE,
+                        attempts=1, timeout=CONNECT_TIMEOUT_S)
+        return Consumer(broker, Subscription([queue], self._on_message))
+
+    def _connect(self, consumer: Consumer) -> bool:
+        """Open the connection, retrying with backoff; False when the run closed meanwhile."""
+        self.attempts += 1
+        if not consumer.reopen(step=RECONNECT_STEP_S, cap=RECONNECT_MAX_S, stop=self._closing, at_once=True,
+                               on_failure=self._connect_failed):
+            return False
+        self._events.waker = consumer.wake
+        self.connects += 1
+        if self.connects > 1:
+            assert self._identity is not None
+            log.info("fitwire: reconnected to %s; live progress resumes", redact(self._identity.amqp_url))
+        self.connected.set()
+        return True
+
+    def _connect_failed(self, exc: Exception, _delay: float) -> None:
         assert self._identity is not None
         url = self._identity.amqp_url
-        self.attempts += 1
-        try:
-            conn = Broker(url, name=f"fitwire-tracker-{self._run_id[:8]}", attempts=1,
-                          timeout=CONNECT_TIMEOUT_S).connect()
-            with translate_errors():
-                channel = self._declare(conn)
-        except BrokerAccessRefused as exc:
+        if isinstance(exc, BrokerAccessRefused):
             self._notices.warn(
                 _notices.BROKER_REFUSED,
                 f"the broker at {redact(url)} refused access ({exc}); training goes on without live progress.",
             )
-            return False
-        except BrokerError as exc:
+        else:
             self._notices.warn(
                 _notices.BROKER_DOWN,
                 f"no RabbitMQ at {redact(url)} ({type(exc).__name__}); training goes on, "
                 "live progress resumes when the broker is back.",
             )
-            return False
-        except Exception as exc:  # pika raises a few things translate_errors does not know
-            log.debug("connect failed: %r", exc)
-            return False
-        self._conn, self._channel = conn, channel
-        self._events.waker = self._waker
-        self._backoff.reset()
-        self.connects += 1
-        if self.connects > 1:
-            log.info("fitwire: reconnected to %s; live progress resumes", redact(url))
-        self.connected.set()
-        return True
-
-    def _declare(self, conn: pika.BlockingConnection) -> Any:
-        """The shared exchanges (checked, else declared) and the run's own signal queue; the channel to use.
-
-        The queue is exclusive and auto-delete, so it dies with the run; it is named and bound
-        owner-first, which is what the broker lets this owner (and only them) declare and bind.
-        """
-        assert self._identity is not None
-        channel = use_topology(conn, topology.LIVE)
-        owner = self._identity.owner
-        queue = topology.owner_signal_queue_name(owner, self._run_id)
-        channel.queue_declare(
-            queue=queue,
-            durable=False,
-            exclusive=True,
-            auto_delete=True,
-            arguments=topology.signal_queue_arguments(),
-        )
-        for key in topology.owner_signal_keys(owner, self._model_key, self._run_id):
-            channel.queue_bind(queue=queue, exchange=topology.SIGNALS.name, routing_key=key)
-        channel.basic_consume(queue=queue, on_message_callback=self._on_message)
-        return channel
-
-    def _waker(self) -> None:
-        conn = self._conn
-        if conn is not None:
-            conn.add_callback_threadsafe(_noop)
 
     def _lost(self, exc: BaseException) -> None:
         assert self._identity is not None
@@ -385,16 +375,12 @@ class Transport(threading.Thread):
     def _disconnect(self) -> None:
         self._events.waker = None
         self.connected.clear()
-        conn, self._conn, self._channel = self._conn, None, None
-        if conn is not None and conn.is_open:
-            try:
-                conn.close()
-            except Exception:  # already half dead; the broker drops the exclusive queue anyway
-                pass
+        if self._consumer is not None:
+            self._consumer.close()  # a half-dead connection: the broker drops the exclusive queue anyway
 
     # --- traffic ---------------------------------------------------------------------
 
-    def _pump(self) -> None:
+    def _pump(self, consumer: Consumer) -> None:
         if not self._closing.is_set() and self._events.due_in() != 0.0:
             if time.monotonic() - self._last_publish > HEARTBEAT_EVERY_S and not len(self._events):
                 self._events.put({"type": "heartbeat", "ts": time.time()})
@@ -409,12 +395,7 @@ class Transport(threading.Thread):
                 sent += len(group)
                 continue
             try:
-                self._channel.basic_publish(
-                    exchange=topology.PROGRESS.name,
-                    routing_key=self._routing_key,
-                    body=body,
-                    properties=_PROPERTIES,
-                )
+                consumer.publish(topology.PROGRESS.name, self._routing_key, body, _PROPERTIES)
             except Exception:
                 # Keep what did not go out, minus stale batch progress: the run and
                 # epoch events must reach the watchers after the reconnect.
@@ -435,25 +416,21 @@ class Transport(threading.Thread):
             model(run_id=self._run_id, model_key=self._model_key, owner=self._identity.owner, **fields)
         )
 
-    def _on_message(self, channel: Any, method: Any, props: Any, body: bytes) -> None:
+    def _on_message(self, delivery: Delivery) -> None:
         try:
-            signal = decode(body, Signal)
+            signal = decode(delivery.body, Signal)
         except DecodeError as exc:
             log.debug("rejecting an undecodable signal: %s", exc)
-            channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
+            delivery.reject(requeue=False)
             return
-        channel.basic_ack(delivery_tag=method.delivery_tag)
+        delivery.ack()
         # RabbitMQ refuses a publish whose user_id is not the publisher's login, so this is who
         # sent it; the body's ``sender`` is whatever the sender chose to write.
-        sender = getattr(props, "user_id", None) or None
+        sender = getattr(delivery.properties, "user_id", None) or None
         try:
             self._on_signal(signal, sender)
         except Exception:
             log.exception("fitwire: handling signal %s failed", signal.id)
-
-
-def _noop() -> None:
-    """Wakes ``process_data_events``; the loop then drains the queue."""
 
 
 @atexit.register

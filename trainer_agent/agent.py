@@ -1,9 +1,9 @@
 """The agent daemon: takes jobs from its pools' queues and runs each in a child process.
 
-One thread owns the broker connection (pika's BlockingConnection is not
-thread-safe) and loops: service the connection (heartbeats, deliveries), watch
-the child, publish telemetry. The job message is acked only when the job has
-ended, so a job held by an agent that dies goes back to the queue and another
+One thread owns the broker connection (the adapter's :class:`Consumer`: pika's
+BlockingConnection is not thread-safe) and loops: service the connection
+(heartbeats, deliveries), watch the child, publish telemetry. The job message
+is acked only when the job has ended, so a job held by an agent that dies goes back to the queue and another
 agent resumes it from its last checkpoint.
 """
 
@@ -39,14 +39,12 @@ from fitwire.agent.isolation import (
 )
 from fitwire.agent.predictor import Predictor
 from fitwire.agent.telemetry import Collector, GpuProbe, default_probe
-from fitwire.broker import Backoff, translate_errors
-from fitwire.broker.adapter import Broker
+from fitwire.broker.adapter import Broker, Consumer, Delivery, Subscription
 from fitwire.broker.jobs import HANDBACKS_HEADER, MISFIT_LIMIT, MISFITS_HEADER, publish_job
 from fitwire.broker.topology import (
     JOBS_DEAD_WATCH,
     TELEMETRY,
     agent_topology,
-    declare,
     job_queue,
     telemetry_key,
 )
@@ -98,22 +96,14 @@ class AgentConfig:
 @dataclass
 class _Running:
     job: Job
-    tag: int
-    headers: dict[str, Any]
+    delivery: Delivery
+    """The job's message, unacked while the job runs: a crashed agent's job goes back to the queue."""
     process: subprocess.Popen[bytes]
     result_path: Path
     started: float
     ticket_path: Path
     workdir: Path
     preempt_sent: bool = False
-
-
-@dataclass
-class _Delivery:
-    tag: int
-    routing_key: str
-    headers: dict[str, Any]
-    body: bytes
 
 
 class Agent:
@@ -127,9 +117,10 @@ class Agent:
         self.collector = Collector(config.node_id, config.pools, self.probe)
         self._stopping = False
         self._hurry = False
-        self._inbox: list[_Delivery] = []
+        self._inbox: list[Delivery] = []
         self._running: _Running | None = None
-        self._consumer_tags: list[str] = []
+        self._consumer: Consumer | None = None
+        self._jobs: Subscription | None = None
         self._priority = 0
         self._bid_after = 0.0
         self._gpus: list[GpuInfo] = []
@@ -161,7 +152,6 @@ class Agent:
         Raises:
             WebhookError: the webhook refused this agent (wrong token, unaccepted wire-contract version).
         """
-        backoff = Backoff()
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
         hello = getattr(self.events, "hello", None)
         if hello is not None:  # the webhook checks the token and the wire-contract version first
@@ -173,7 +163,7 @@ class Agent:
             self._reporter = _TelemetryReporter(self.events.telemetry)  # type: ignore[attr-defined]
         predictor = self._start_predictor()
         try:
-            self._serve_until_stopped(backoff)
+            self._serve_until_stopped()
         finally:
             if predictor is not None:
                 predictor.stop()
@@ -191,47 +181,51 @@ class Agent:
         predictor.start()
         return predictor
 
-    def _serve_until_stopped(self, backoff: Backoff) -> None:
-        while True:
-            try:
-                self._serve()
-                return
-            except BrokerError as exc:
-                # the broker will redeliver our job elsewhere; running on would train it twice
-                self._kill_child("lost the broker connection")
-                if self._stopping:
+    def _serve_until_stopped(self) -> None:
+        """Connect (again after a loss, with backoff) and serve; a stopping agent does not wait for a broker."""
+        self._jobs = Subscription([job_queue(pool).name for pool in self.config.pools], self._on_job,
+                                  prefetch=1,  # per consumer: a busy agent is offered nothing
+                                  start=False)  # it bids in _turn, when it has room
+        dead = ([Subscription([JOBS_DEAD_WATCH.name], self._on_dead_letter, prefetch=10)]
+                if self.config.watch_dead_letters else [])
+        # a fresh broker has nothing yet: declare what this agent uses before using it
+        self._consumer = Consumer(Broker(self.config.amqp_url, name=f"fitwire-agent-{self.config.node_id}",
+                                         confirm=True),
+                                  self._jobs, *dead, declares=agent_topology(self.config.pools))
+        lost: BrokerError | None = None
+        try:
+            while True:
+                try:
+                    self._consumer.reopen(at_once=lost is None, lost=lost, on_failure=self._broker_failed)
+                    self._serve(self._consumer)
                     return
-                delay = backoff.next_delay()
-                if isinstance(exc, BrokerUnavailable):
-                    log.warning("broker connection lost (%s); reconnecting in %.0fs", exc, delay)
-                else:  # refused or misconfigured (a queue declared with other arguments, no permission)
-                    log.error("the broker refused this agent (%s); retrying in %.0fs", exc, delay)
-                time.sleep(delay)
+                except BrokerError as exc:
+                    # the broker will redeliver our job elsewhere; running on would train it twice
+                    self._kill_child("lost the broker connection")
+                    self._inbox.clear()  # their channel is gone: the broker delivers them again
+                    if self._stopping:
+                        return
+                    lost = exc
+        finally:
+            self._consumer.close()
+
+    def _broker_failed(self, exc: Exception, delay: float) -> None:
+        if self._stopping:
+            raise exc  # nothing to hand back: stop now rather than wait for the broker
+        if isinstance(exc, BrokerUnavailable):
+            log.warning("broker connection lost (%s); reconnecting in %.0fs", exc, delay)
+        else:  # refused or misconfigured (a queue declared with other arguments, no permission)
+            log.error("the broker refused this agent (%s); retrying in %.0fs", exc, delay)
 
     # --- the loop ------------------------------------------------------------------
 
-    def _serve(self) -> None:
-        with translate_errors():
-            self.conn = Broker(self.config.amqp_url, name=f"fitwire-agent-{self.config.node_id}").connect()
-            try:
-                self.jobs = self.conn.channel()
-                self.jobs.basic_qos(prefetch_count=1)  # per consumer: a busy agent is offered nothing
-                # a fresh broker has nothing yet: declare what this agent uses before using it
-                declare(self.jobs, agent_topology(self.config.pools))
-                self.queues = [job_queue(pool).name for pool in self.config.pools]
-                self.out = self.conn.channel()
-                self.out.confirm_delivery()
-                if self.config.watch_dead_letters:
-                    self._consume_dead_letters()
-                self._consumer_tags = []
-                while not (self._stopping and self._running is None) and not self._hurry:
-                    self.conn.process_data_events(time_limit=TICK_S)
-                    self._turn()
-                if self._hurry:
-                    self._kill_child("agent stopped at once")
-            finally:
-                if self.conn.is_open:
-                    self.conn.close()
+    def _serve(self, consumer: Consumer) -> None:
+        while not (self._stopping and self._running is None) and not self._hurry:
+            consumer.poll(TICK_S)
+            self._turn()
+        if self._hurry:
+            self._kill_child("agent stopped at once")
+        consumer.close()
 
     def _turn(self) -> None:
         now = time.monotonic()
@@ -242,21 +236,21 @@ class Agent:
             self._gpus = gpus
             if changed:
                 self._next_telemetry = 0.0  # WebML's rule: report a big memory change at once
-                if self._consumer_tags and self._running is None:
+                if self._bidding and self._running is None:
                     self._stop_consuming()  # re-bid with the new free memory below
         while self._inbox:
             self._take(self._inbox.pop(0))
         if self._running is not None:
-            if self._consumer_tags:
+            if self._bidding:
                 self._stop_consuming()
             self._watch_child()
         if self._stopping:
-            if self._consumer_tags:
+            if self._bidding:
                 self._stop_consuming()
             if self._running is not None and not self._running.preempt_sent:
                 self._running.preempt_sent = True
                 self._running.process.terminate()  # the runner checkpoints at epoch end and exits
-        elif self._running is None and not self._consumer_tags and now >= self._bid_after:
+        elif self._running is None and not self._bidding and now >= self._bid_after:
             self._start_consuming()
         if now >= self._next_telemetry:
             self._next_telemetry = now + self.config.telemetry_interval
@@ -264,52 +258,46 @@ class Agent:
 
     # --- consuming and bidding -------------------------------------------------------
 
+    @property
+    def _bidding(self) -> bool:
+        return self._jobs is not None and self._jobs.consuming
+
     def _start_consuming(self) -> None:
+        assert self._jobs is not None
         self._priority = placement.consumer_priority(self._gpus)
-        self._consumer_tags = [
-            self.jobs.basic_consume(queue, on_message_callback=self._on_job,
-                                    arguments={"x-priority": self._priority})
-            for queue in self.queues
-        ]
-        log.debug("consuming %s with priority %d", self.queues, self._priority)
+        self._jobs.start(arguments={"x-priority": self._priority})
+        log.debug("consuming %s with priority %d", self._jobs.names, self._priority)
 
     def _stop_consuming(self) -> None:
-        for tag in self._consumer_tags:
-            self.jobs.basic_cancel(tag)
-        self._consumer_tags = []
+        assert self._jobs is not None
+        self._jobs.stop()
 
-    def _on_job(self, _ch: Any, method: Any, props: pika.BasicProperties, body: bytes) -> None:
-        # called from process_data_events; the work happens in _turn, outside pika's dispatch
-        self._inbox.append(_Delivery(method.delivery_tag, method.routing_key, dict(props.headers or {}), body))
+    def _on_job(self, delivery: Delivery) -> None:
+        # called from the consumer's poll; the work happens in _turn, outside pika's dispatch
+        self._inbox.append(delivery)
 
-    def _consume_dead_letters(self) -> None:
-        dead = self.conn.channel()
-        dead.basic_qos(prefetch_count=10)
-
-        def on_dead(ch: Any, method: Any, props: pika.BasicProperties, body: bytes) -> None:
-            try:
-                job_id = decode(body, Job).job_id
-                previous = (self.events.status(job_id) or (None, None))[1]
-            except DecodeError:
-                previous = None
-            try:
-                handle_dead_letter(self.events, body, dict(props.headers or {}), previous)
-            except Exception:  # the store is down: leave the notification for later
-                log.exception("could not record a dead job; leaving it in %s", JOBS_DEAD_WATCH.name)
-                ch.basic_nack(method.delivery_tag, requeue=True)
-                return
-            ch.basic_ack(method.delivery_tag)  # only the notification: jobs.dead keeps the letter itself
-
-        dead.basic_consume(JOBS_DEAD_WATCH.name, on_message_callback=on_dead)
+    def _on_dead_letter(self, delivery: Delivery) -> None:
+        try:
+            job_id = decode(delivery.body, Job).job_id
+            previous = (self.events.status(job_id) or (None, None))[1]
+        except DecodeError:
+            previous = None
+        try:
+            handle_dead_letter(self.events, delivery.body, delivery.headers, previous)
+        except Exception:  # the store is down: leave the notification for later
+            log.exception("could not record a dead job; leaving it in %s", JOBS_DEAD_WATCH.name)
+            delivery.nack(requeue=True)
+            return
+        delivery.ack()  # only the notification: jobs.dead keeps the letter itself
 
     # --- one job ---------------------------------------------------------------------
 
-    def _take(self, d: _Delivery) -> None:
+    def _take(self, d: Delivery) -> None:
         try:
             job = decode(d.body, Job)
         except DecodeError as exc:
             log.error("rejecting an undecodable job to the dead-letter queue: %s", exc)
-            self.jobs.basic_reject(d.tag, requeue=False)
+            d.reject(requeue=False)
             return
         if self._running is not None or self._stopping:
             self._hand_back(d, job, "agent busy or stopping")
@@ -317,7 +305,7 @@ class Agent:
         known = self.events.status(job.job_id)
         if known is not None and known[0] in TERMINAL_STATES:
             log.info("job %s is already %s; dropping its message", job.job_id, known[0])
-            self.jobs.basic_ack(d.tag)
+            d.ack()
             return
         gpus = self.probe.gpus()
         chosen = placement.choose_gpus(job.spec, gpus)
@@ -333,12 +321,12 @@ class Agent:
         # and what it is (spec, run, owner); the message's own copy is never run
         claim = self.events.claim(job, self.config.node_id, int(d.headers.get("x-delivery-count", 0) or 0))
         if claim is None:  # unknown to the store, ended, or claimed for this delivery already
-            self.jobs.basic_ack(d.tag)
+            d.ack()
             return
         self._running = self._spawn(claim, d, chosen)
         self._next_telemetry = 0.0
 
-    def _spawn(self, claim: Claim, d: _Delivery, gpus: list[int]) -> _Running:
+    def _spawn(self, claim: Claim, d: Delivery, gpus: list[int]) -> _Running:
         job = claim.job
         workdir = job_workdir(self.config.work_dir, job.job_id, self._job_user)
         backends = dict(self.config.backends)
@@ -368,8 +356,7 @@ class Agent:
         )
         log.info("job %s (run %s) started in pid %d on GPUs %s%s", job.job_id, job.run_id, process.pid, gpus,
                  f" as {self._job_user.name}" if self._job_user else "")
-        return _Running(job, d.tag, d.headers, process, workdir / "result.json", time.monotonic(),
-                        ticket_path, workdir)
+        return _Running(job, d, process, workdir / "result.json", time.monotonic(), ticket_path, workdir)
 
     def _watch_child(self) -> None:
         run = self._running
@@ -389,22 +376,21 @@ class Agent:
             reason = f"runner process died ({_exit_text(code)})"
             self.events.job_state(run.job, "queued", reason=reason, node_id=self.config.node_id)
             # a reject, not a nack: from RabbitMQ 4.3 a nack no longer counts towards the delivery limit
-            self.jobs.basic_reject(run.tag, requeue=True)
+            run.delivery.reject(requeue=True)
             log.warning("job %s: %s; returned to the queue", run.job.job_id, reason)
         elif result["outcome"] == "preempted":
             self.events.job_state(run.job, "queued", reason=result["reason"], node_id=self.config.node_id)
-            self._hand_back(_Delivery(run.tag, run.job.pool, run.headers, encode(run.job)), run.job,
-                            result["reason"])
+            self._hand_back(run.delivery, run.job, result["reason"])
         else:
             self.events.job_state(run.job, result["outcome"], reason=result["reason"],
                                   node_id=self.config.node_id)
-            self.jobs.basic_ack(run.tag)
+            run.delivery.ack()
             self.jobs_done += 1
             log.info("job %s %s%s", run.job.job_id, result["outcome"],
                      f": {result['reason']}" if result["reason"] else "")
         self._next_telemetry = 0.0
 
-    def _misfit(self, d: _Delivery, job: Job, shortfall: str) -> None:
+    def _misfit(self, d: Delivery, job: Job, shortfall: str) -> None:
         """Hand back a job this node could never run; after MISFIT_LIMIT of those in a row, give it its verdict."""
         misfits = int(d.headers.get(MISFITS_HEADER, 0)) + 1
         if misfits >= MISFIT_LIMIT:
@@ -420,18 +406,18 @@ class Agent:
                 else:  # the webhook is unreachable: the next agent offered the job tries again
                     log.warning("could not record job %s as unschedulable: %s", job.job_id, exc)
             else:
-                self.jobs.basic_ack(d.tag)
+                d.ack()
                 log.warning("job %s is unschedulable: %s", job.job_id, reason)
                 return
         self._hand_back(d, job, f"this node could never run it: {shortfall}", misfits=misfits)
 
-    def _hand_back(self, d: _Delivery, job: Job, why: str, misfits: int | None = None) -> None:
+    def _hand_back(self, d: Delivery, job: Job, why: str, misfits: int | None = None) -> None:
         """Return a job unrun without spending a delivery attempt: republish (confirmed), then ack.
 
         A nack with requeue would count towards the quorum queue's delivery limit,
         and a job that merely waited for room must never end up dead for it.
         """
-        if self._consumer_tags:
+        if self._bidding:
             # cancel while we still hold the unacked original: with prefetch 1 nothing else is in
             # flight to us, so pika has nothing to nack (a nack would spend a delivery), and the
             # copy cannot come straight back to this agent in a hot loop
@@ -441,8 +427,9 @@ class Agent:
         if misfits is not None:  # None: handed back for a reason that says nothing about fitting
             headers[MISFITS_HEADER] = misfits
         headers.pop("x-delivery-count", None)
-        publish_job(self.out, job, headers)
-        self.jobs.basic_ack(d.tag)
+        assert self._consumer is not None
+        self._consumer.run(lambda channel: publish_job(channel, job, headers))
+        d.ack()
         log.info("handed job %s back to pool %s: %s", job.job_id, job.pool, why)
 
     def _kill_child(self, why: str) -> None:
@@ -458,10 +445,9 @@ class Agent:
         snapshot = self.collector.snapshot(job_id)
         if self._reporter is not None:
             self._reporter.offer(snapshot)
-        self.out.basic_publish(
-            TELEMETRY.name, telemetry_key(self.config.node_id), encode(snapshot),
-            pika.BasicProperties(content_type="application/json", type=snapshot.type),
-        )
+        assert self._consumer is not None
+        self._consumer.publish(TELEMETRY.name, telemetry_key(self.config.node_id), encode(snapshot),
+                               pika.BasicProperties(content_type="application/json", type=snapshot.type))
 
 
 class _TelemetryReporter:

@@ -4,8 +4,8 @@ A :class:`Predictor` runs on its own thread with its own broker connection, so a
 never waits for the agent's loop or a training to end, and a training child is never
 starved of it: predictions run here, not in the child. It consumes ``rpc.predict.<pool>``
 for each of the agent's pools with prefetch 1, and one worker thread predicts at a time
-(pika's connection stays serviced meanwhile: the reply and the ack go back through
-``add_callback_threadsafe``, as pika's threaded consumer example does).
+(the connection stays serviced meanwhile: the reply and the ack go back to its thread through
+:meth:`~fitwire.broker.adapter.Consumer.call_soon`, as pika's threaded consumer example does).
 
 Trained models are fetched on demand from the webhook's artifact route with the node token
 (``trained/<run id>`` and its ``-meta``), and the last few used stay loaded (bounded LRU,
@@ -36,12 +36,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import pika
-from pika.adapters.blocking_connection import BlockingChannel
 
-from fitwire.broker import Backoff, translate_errors
-from fitwire.broker.adapter import Broker
-from fitwire.broker.topology import RPC, RPC_REPLIES, Binding, Topology, declare, rpc_queue
+from fitwire.broker.adapter import Broker, Consumer, Delivery, Subscription, publish_properties
+from fitwire.broker.topology import RPC, RPC_REPLIES, Binding, Topology, rpc_queue
 from fitwire.contract import BrokerError, DecodeError, decode, encode
 from fitwire.contract.artifacts import trained_metadata_key
 from fitwire.contract.messages import PredictReply, PredictRequest
@@ -218,6 +215,10 @@ class Predictor:
         self._stopping = threading.Event()
         self._work: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
+        self._consumer = Consumer(Broker(amqp_url, name=f"fitwire-predictor-{node_id}"),
+                                  Subscription([rpc_queue(pool).name for pool in pools], self._on_request,
+                                               prefetch=1),  # per consumer: a busy predictor is offered nothing more
+                                  declares=rpc_topology(pools))
 
     def start(self) -> None:
         for target, name in ((self._run, "fitwire-predictor"), (self._worker, "fitwire-predictor-work")):
@@ -235,59 +236,41 @@ class Predictor:
 
     def _run(self) -> None:
         """Serve until stopped, reconnecting with backoff when the broker goes away."""
-        backoff = Backoff()
-        while not self._stopping.is_set():
-            try:
-                self._serve(backoff)
-            except BrokerError as exc:
-                delay = backoff.next_delay()
-                log.warning("predictor: broker connection lost or refused (%s); retrying in %.0fs", exc, delay)
-                self._stopping.wait(delay)
-            except Exception:  # a bug here must not end predictions for the agent's lifetime
-                delay = backoff.next_delay()
-                log.exception("predictor failed; restarting in %.0fs", delay)
-                self._stopping.wait(delay)
+        consumer = self._consumer
+        lost: Exception | None = None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if not consumer.reopen(at_once=lost is None, lost=lost, stop=self._stopping,
+                                           on_failure=_failed):
+                        return
+                    log.info("predictor serving %s", ", ".join(consumer.subscriptions[0].names))
+                    while not self._stopping.is_set():
+                        consumer.poll(TICK_S)
+                except Exception as exc:  # a bug here must not end predictions for the agent's lifetime
+                    lost = exc
+        finally:
+            consumer.close()
 
-    def _serve(self, backoff: Backoff) -> None:
-        with translate_errors():
-            connection = Broker(self.amqp_url, name=f"fitwire-predictor-{self.node_id}").connect()
-            try:
-                channel = connection.channel()
-                channel.basic_qos(prefetch_count=1)  # per consumer: a busy predictor is offered nothing more
-                declare(channel, rpc_topology(self.pools))
-                for pool in self.pools:
-                    channel.basic_consume(rpc_queue(pool).name, on_message_callback=self._delivery(connection))
-                backoff.reset()
-                log.info("predictor serving %s", ", ".join(rpc_queue(p).name for p in self.pools))
-                while not self._stopping.is_set():
-                    connection.process_data_events(time_limit=TICK_S)
-            finally:
-                if connection.is_open:
-                    connection.close()
+    def _on_request(self, delivery: Delivery) -> None:
+        # predicting takes long for a connection's thread (a cold model loads for seconds): the
+        # worker does it, and hands the reply and the ack back to this thread
+        def work() -> None:
+            reply = answer(self.cache, delivery.body, self.node_id)
+            self._consumer.call_soon(lambda: self._reply(delivery, reply))
 
-    def _delivery(self, connection: pika.BlockingConnection
-                  ) -> Callable[[BlockingChannel, Any, pika.BasicProperties, bytes], None]:
-        def on_request(channel: BlockingChannel, method: Any, props: pika.BasicProperties, body: bytes) -> None:
-            # predicting takes long for a connection's thread (a cold model loads for seconds): the
-            # worker does it, and hands the reply and the ack back to this thread
-            def work() -> None:
-                reply = answer(self.cache, body, self.node_id)
-                connection.add_callback_threadsafe(
-                    lambda: self._reply(channel, method.delivery_tag, props, reply))
+        self._work.put(work)
 
-            self._work.put(work)
-
-        return on_request
-
-    def _reply(self, channel: BlockingChannel, tag: int, props: pika.BasicProperties, reply: PredictReply) -> None:
-        if not channel.is_open:
+    def _reply(self, delivery: Delivery, reply: PredictReply) -> None:
+        if not delivery.alive:
             return  # the connection was replaced meanwhile: the request went back to the queue
+        props = delivery.properties
         if props.reply_to:
-            channel.basic_publish(RPC_REPLIES.name, props.reply_to, encode(reply), pika.BasicProperties(
-                content_type="application/json", type=reply.type, correlation_id=props.correlation_id))
+            self._consumer.publish(RPC_REPLIES.name, props.reply_to, encode(reply), publish_properties(
+                type=reply.type, correlation_id=props.correlation_id))
         else:
             log.warning("a prediction request without reply_to; its answer is dropped")
-        channel.basic_ack(tag)
+        delivery.ack()
         self.answered += 1
 
     # --- the worker thread ------------------------------------------------------------------
@@ -305,6 +288,13 @@ class Predictor:
                 work()
             except Exception:  # answer() never raises; a closed connection here is the loop's to handle
                 log.exception("predictor worker: could not hand back a reply")
+
+
+def _failed(exc: Exception, delay: float) -> None:
+    if isinstance(exc, BrokerError):
+        log.warning("predictor: broker connection lost or refused (%s); retrying in %.0fs", exc, delay)
+    else:
+        log.error("predictor failed; restarting in %.0fs", delay, exc_info=exc)
 
 
 __all__ = ["ModelCache", "PredictionError", "Predictor", "answer", "csv_input", "image_input", "predict",

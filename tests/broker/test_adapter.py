@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pika
 import pytest
 
-from fitwire.broker.adapter import Broker, Watcher, publish_properties
+from fitwire.broker.adapter import (
+    Broker,
+    Consumer,
+    Delivery,
+    Subscription,
+    Watcher,
+    publish_properties,
+)
 from fitwire.broker.jobs import declare_pool, publish_job
 from fitwire.broker.local import free_port
 from fitwire.broker.topology import LIVE, PROGRESS
@@ -159,3 +167,87 @@ def test_reopen_gives_up_at_its_deadline_when_nothing_answers() -> None:
 
     assert watcher.reopen(cap=1.0, give_up_at=time.monotonic() + 1.5, sleep=sleep) is False
     assert len(slept) >= 2 and slept[:2] == [1.0, 1.0]  # backoff steps, capped
+
+
+def _poll_until(consumer: Consumer, done: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        consumer.poll(0.1)
+
+
+def test_a_named_queue_consumer_reconnects_and_gets_what_it_had_not_acked_again(amqp_url: str) -> None:
+    name = f"adapter-consume-{new_id()[:8]}"
+    queue = f"adapter-jobs-{new_id()[:8]}"
+    publisher = Broker(amqp_url, name=f"adapter-{new_id()[:8]}", confirm=True)
+    publisher.run(lambda ch: ch.queue_declare(queue))  # a shared queue: it outlives the consumer's connection
+    received: list[Delivery] = []
+    consumer = Consumer(Broker(amqp_url, name=name), Subscription([queue], received.append, prefetch=1))
+    failures: list[Exception] = []
+    try:
+        consumer.open()
+        publisher.publish("", queue, b"one")
+        publisher.publish("", queue, b"two")
+        _poll_until(consumer, lambda: bool(received))
+        consumer.poll(0.3)
+        assert [d.body for d in received] == [b"one"]  # prefetch 1: "two" waits for an ack
+        assert not received[0].redelivered
+        assert _close_connections(amqp_url, name) == 1
+        with pytest.raises(BrokerUnavailable):
+            for _ in range(50):
+                consumer.poll(0.1)
+        assert not received[0].alive
+        assert consumer.reopen(step=0.1, cap=0.2, give_up_at=time.monotonic() + 10,
+                               on_failure=lambda exc, _delay: failures.append(exc))
+        _poll_until(consumer, lambda: len(received) == 2)
+        again = received[1]
+        assert (again.body, again.redelivered) == (b"one", True)  # unacked when the connection went
+        again.ack()
+        _poll_until(consumer, lambda: len(received) == 3)
+        received[2].ack()
+        consumer.poll(0.3)
+        assert [d.body for d in received] == [b"one", b"one", b"two"]
+        depth = publisher.run(lambda ch: ch.queue_declare(queue, passive=True).method.message_count)
+        assert depth == 0
+        assert failures == []
+    finally:
+        consumer.close()
+        publisher.run(lambda ch: ch.queue_delete(queue))
+        publisher.close()
+
+
+def test_a_subscription_made_not_to_start_consumes_only_between_start_and_stop(amqp_url: str) -> None:
+    queue = f"adapter-bid-{new_id()[:8]}"
+    publisher = Broker(amqp_url, name=f"adapter-{new_id()[:8]}", confirm=True)
+    publisher.run(lambda ch: ch.queue_declare(queue))
+    received: list[Delivery] = []
+    bids = Subscription([queue], received.append, start=False)
+    consumer = Consumer(Broker(amqp_url, name=f"adapter-{new_id()[:8]}"), bids)
+    try:
+        consumer.open()
+        publisher.publish("", queue, b"early")
+        consumer.poll(0.5)
+        assert received == [] and not bids.consuming
+        bids.start(arguments={"x-priority": 5})
+        _poll_until(consumer, lambda: bool(received))
+        received[0].ack()
+        bids.stop()
+        publisher.publish("", queue, b"late")
+        consumer.poll(0.5)
+        assert [d.body for d in received] == [b"early"]
+    finally:
+        consumer.close()
+        publisher.run(lambda ch: ch.queue_delete(queue))
+        publisher.close()
+
+
+def test_reopen_returns_when_its_stop_event_is_set_while_nothing_answers() -> None:
+    nowhere = Broker(f"amqp://guest:guest@127.0.0.1:{free_port()}/", name="adapter-nowhere")
+    consumer = Consumer(nowhere, Subscription(["q"], lambda delivery: None))
+    stop = threading.Event()
+    failures: list[tuple[Exception, float]] = []
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    assert consumer.reopen(step=10.0, stop=stop, at_once=True,
+                           on_failure=lambda exc, delay: failures.append((exc, delay))) is False
+    assert time.monotonic() - started < 3.0  # not the 10 s step: the wait ends with the event
+    assert len(failures) == 1 and isinstance(failures[0][0], BrokerUnavailable) and failures[0][1] == 10.0
