@@ -22,10 +22,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
-from urllib.parse import quote, urlparse
+from typing import Annotated, Any, BinaryIO, ParamSpec, TypeVar
+from urllib.parse import urlparse
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -39,7 +40,8 @@ from rich.progress import (
 from fitwire import credentials
 from fitwire.broker.connection import choose_broker_url, redact
 from fitwire.cli.display import clean
-from fitwire.client_api.http import Client, token_for
+from fitwire.client_api.http import token_for
+from fitwire.client_api.resources import FitwireApi, Session
 from fitwire.contract import (
     BrokerAccessRefused,
     BrokerError,
@@ -47,6 +49,7 @@ from fitwire.contract import (
     FitwireError,
     SettingsError,
 )
+from fitwire.contract.entities import Dataset, Epoch, Model, Run, dump, parse
 from fitwire.contract.errors import ApiError as ContractApiError
 from fitwire.contract.errors import ServerUnreachable
 from fitwire.settings import Settings
@@ -65,7 +68,6 @@ EXIT_INTERRUPTED = 130
 HTTP_TIMEOUT_S = 15.0
 """Long enough for a busy SQLite webhook, short enough that a dead server is noticed."""
 
-API = "/api/v1"
 STATE_FETCHES = 8
 """Run states fetched at once for a table of runs (the webhook serves 8 threads by default)."""
 
@@ -101,8 +103,20 @@ def use_io(consoles: Io) -> Iterator[Io]:
 
 
 def print_json(data: Any) -> None:
-    """Machine-readable output: plain JSON on stdout, no colours, no wrapping."""
-    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    """Machine-readable output: plain JSON on stdout, no colours, no wrapping; entities (also inside
+    lists and dicts) as the API's JSON (:func:`fitwire.contract.entities.dump`)."""
+    typer.echo(json.dumps(as_json(data), indent=2, sort_keys=True, default=str))
+
+
+def as_json(data: Any) -> Any:
+    """``data`` with every entity in it replaced by its API JSON."""
+    if isinstance(data, BaseModel):
+        return dump(data)
+    if isinstance(data, dict):
+        return {key: as_json(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [as_json(value) for value in data]
+    return data
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -216,21 +230,23 @@ def settings() -> Settings:
 # --- the webhook client ---------------------------------------------------------------
 
 
-class Api(Client):
-    """The webhook as the CLI calls it: fitwire's one client (``fitwire.client_api.http``), with its
-    errors worded for a terminal and the resources the CLI draws, as the API's JSON."""
+class Api(FitwireApi):
+    """The webhook as the CLI calls it: fitwire's one typed client (``fitwire.client_api.resources``),
+    with its errors worded for a terminal and the look-ups by name the CLI's arguments allow.
+
+    Raises (every call): :class:`Unreachable` when nothing answers; :class:`ApiError` when the server
+    answered with an error.
+    """
 
     def __init__(self, server: str, token: str | None, *, timeout: float = HTTP_TIMEOUT_S) -> None:
         super().__init__(server, token, timeout=timeout)
 
-    def fetch(self, method: str, path: str, *, body: Any = None, auth: bool = True) -> Any:
-        """Call the API; the decoded JSON body (None for 204).
+    def call(self, method: str, path: str, *, json: Any = None, auth: bool = True) -> Any:
+        return self.worded(lambda: super(Api, self).call(method, path, json=json, auth=auth), auth=auth)
 
-        Raises:
-            Unreachable: nothing answers at the server URL.
-            ApiError: the server answered with an error.
-        """
-        return self.worded(lambda: self.call(method, path, json=body, auth=auth), auth=auth)
+    def upload(self, path: str, stream: BinaryIO, size: int, *,
+               on_progress: Callable[[int], None] | None = None) -> Any:
+        return self.worded(lambda: super(Api, self).upload(path, stream, size, on_progress=on_progress))
 
     def worded(self, operation: Callable[[], R], *, auth: bool = True) -> R:
         """``operation()`` (a call of this client), its errors in the CLI's words.
@@ -263,44 +279,14 @@ class Api(Client):
             message = f"The server answered HTTP {status}"
         return ApiError(status, code, message)
 
-    def get(self, path: str) -> Any:
-        return self.fetch("GET", path)
+    # --- what the CLI's arguments name ----------------------------------------------
 
-    def post(self, path: str, body: Any = None, *, auth: bool = True) -> Any:
-        return self.fetch("POST", path, body=body, auth=auth)
-
-    def patch(self, path: str, body: Any) -> Any:
-        return self.fetch("PATCH", path, body=body)
-
-    def delete(self, path: str) -> Any:
-        return self.fetch("DELETE", path)
-
-    # --- the resources the CLI needs ----------------------------------------------
-
-    def session(self) -> dict[str, Any]:
-        return dict(self.get(f"{API}/session"))
-
-    def model(self, key: str) -> dict[str, Any]:
-        return dict(self.get(f"{API}/models/{quote(key, safe='')}"))
-
-    def models(self) -> list[dict[str, Any]]:
-        return list(self.get(f"{API}/models")["models"])
-
-    def runs(self, model_key: str) -> list[dict[str, Any]]:
-        return list(self.get(f"{API}/models/{quote(model_key, safe='')}/runs")["runs"])
-
-    def run(self, run_id: str) -> dict[str, Any]:
-        return dict(self.get(f"{API}/runs/{quote(run_id, safe='')}"))
-
-    def run_state(self, run_id: str) -> dict[str, Any]:
-        return dict(self.get(f"{API}/runs/{quote(run_id, safe='')}/state"))
-
-    def epochs_of(self, run_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    def epochs_of(self, run_ids: Sequence[str]) -> dict[str, list[Epoch]]:
         """Each run's stored epochs (how far it got: a run's record holds only the plan)."""
 
-        def epochs(run_id: str) -> list[dict[str, Any]]:
+        def epochs(run_id: str) -> list[Epoch]:
             try:
-                return list(self.run_state(run_id).get("epochs", []))
+                return self.epochs(run_id)
             except ApiError as exc:
                 if exc.status == 404:
                     return []  # deleted since it was listed
@@ -309,18 +295,18 @@ class Api(Client):
         with ThreadPoolExecutor(max_workers=STATE_FETCHES) as pool:
             return dict(zip(run_ids, pool.map(epochs, run_ids), strict=True))
 
-    def find_model(self, key_or_name: str) -> dict[str, Any]:
+    def find_model(self, key_or_name: str) -> Model:
         """A model by key, else by its (unique) name; CliError when there is none."""
         try:
             return self.model(key_or_name)
         except ApiError as exc:
             if exc.status != 404:
                 raise
-        named = [m for m in self.models() if m.get("name") == key_or_name]
+        named = [m for m in self.models() if m.name == key_or_name]
         if len(named) == 1:
             return named[0]
         if len(named) > 1:
-            keys = ", ".join(m["key"] for m in named)
+            keys = ", ".join(m.key for m in named)
             raise CliError(f"Several models are named {key_or_name!r} ({keys}); give the key")
         raise CliError(f"No model {key_or_name!r} (neither a key nor a name of one of your models)")
 
@@ -338,32 +324,29 @@ class Api(Client):
         finally:
             partial.unlink(missing_ok=True)
 
-    def datasets(self, every: bool = False) -> list[dict[str, Any]]:
-        return list(self.get(f"{API}/datasets" + ("?all=true" if every else ""))["datasets"])
-
-    def find_dataset(self, id_or_name: str) -> dict[str, Any]:
+    def find_dataset(self, id_or_name: str) -> Dataset:
         """A dataset by name (yours or a public one), else by id; CliError when there is none."""
-        named = [d for d in self.datasets() if d.get("name") == id_or_name]
+        named = [d for d in self.datasets() if d.name == id_or_name]
         if named:
             return named[0]  # names are unique among one's own and the public datasets
         try:
-            return dict(self.get(f"{API}/datasets/{quote(id_or_name, safe='')}"))
+            return self.dataset(id_or_name)
         except ApiError as exc:
             if exc.status not in (400, 404):
                 raise
         try:  # an admin may name another user's private dataset
-            named = [d for d in self.datasets(every=True) if d.get("name") == id_or_name]
+            named = [d for d in self.datasets(every=True) if d.name == id_or_name]
         except ApiError as exc:
             if exc.status != 403:
                 raise
         if len(named) == 1:
             return named[0]
         if named:
-            which = ", ".join(f"{d['owner']}'s {d['dataset_id']}" for d in named)
+            which = ", ".join(f"{d.owner}'s {d.dataset_id}" for d in named)
             raise CliError(f"Several users have a dataset named {id_or_name!r} ({which}); give the id")
         raise CliError(f"No dataset {id_or_name!r} (neither a name of yours or a public one, nor an id)")
 
-    def find_run_or_model(self, ref: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    def find_run_or_model(self, ref: str) -> tuple[Run | None, Model]:
         """``(run, model)`` when ``ref`` is a run id, ``(None, model)`` when it names a model."""
         try:
             run = self.run(ref)
@@ -371,7 +354,7 @@ class Api(Client):
             if exc.status not in (400, 404):
                 raise
         else:
-            return run, self.model(run["model_key"])
+            return run, self.model(run.model_key)
         try:
             return None, self.find_model(ref)
         except CliError:
@@ -395,16 +378,15 @@ def api(server: str | None, token: str | None) -> Api:
     return Api(url, token_for(conf, url, token))
 
 
-def amqp_url_for(session: dict[str, Any]) -> str:
+def amqp_url_for(session: Session | dict[str, Any]) -> str:
     """The broker URL (``choose_broker_url``): the server's login for this very user, else
-    FITWIRE_AMQP_URL when set, else what the server announced (a shared login), else the default."""
+    FITWIRE_AMQP_URL when set, else what the server announced (a shared login), else the default.
+
+    ``session`` is ``GET /api/v1/session``'s answer (as the API's JSON, or read)."""
     conf = settings()
-    announced = session.get("amqp_url")
-    user = session.get("user")
-    username = user.get("username") if isinstance(user, dict) else None
+    found = session if isinstance(session, Session) else parse(Session, session)
     named = conf.amqp_url if os.environ.get(Settings.env_name("amqp_url")) else None
-    chosen = choose_broker_url(announced if isinstance(announced, str) else None, named,
-                               username=username if isinstance(username, str) else None)
+    chosen = choose_broker_url(found.amqp_url, named, username=found.user.username)
     return chosen or conf.amqp_url
 
 

@@ -28,6 +28,7 @@ from fitwire.cli.common import (
 )
 from fitwire.cli.wire import WatchQueue, run_pattern
 from fitwire.contract import Signal
+from fitwire.contract.entities import Model
 from fitwire.contract.messages import SignalAck, SignalAction, TrainEnd, learning_rate_problem
 
 STATUS_CHECK_S = 5.0
@@ -50,18 +51,18 @@ class _Target:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-def _targets(client: Api, ref: str) -> tuple[dict[str, Any], str | None, list[_Target]]:
+def _targets(client: Api, ref: str) -> tuple[Model, str | None, list[_Target]]:
     """The model, the run id (None = the whole model) and the running runs a signal will reach."""
     run, model = client.find_run_or_model(ref)
     if run is not None:
-        label = display.run_label(run, run["run_id"])
-        if run.get("status") != "running":
-            raise CliError(f"{label} already ended ({run.get('status')}); there is nothing to signal")
-        return model, run["run_id"], [_Target(run["run_id"], label)]
-    running = [r for r in client.runs(model["key"]) if r.get("status") == "running"]
+        label = display.run_label(run, run.run_id)
+        if run.status != "running":
+            raise CliError(f"{label} already ended ({run.status}); there is nothing to signal")
+        return model, run.run_id, [_Target(run.run_id, label)]
+    running = [r for r in client.runs(model.key) if r.status == "running"]
     if not running:
-        raise CliError(f"Model {model.get('name')} ({model['key']}) has no running run; there is nothing to signal")
-    return model, None, [_Target(r["run_id"], display.run_label(r, r["run_id"])) for r in running]
+        raise CliError(f"Model {model.name} ({model.key}) has no running run; there is nothing to signal")
+    return model, None, [_Target(r.run_id, display.run_label(r, r.run_id)) for r in running]
 
 
 def send(
@@ -72,11 +73,10 @@ def send(
     model, run_id, targets = _targets(client, ref)
     session = client.session()
     # Keys are the model owner's; the broker lets only that owner (and admins, to watch) use them.
-    owner = str(model.get("owner") or session["user"]["username"])
+    owner = model.owner or session.user.username
     out = io().out
-    signal = Signal(action=action, model_key=model["key"], run_id=run_id, value=value,
-                    sender=str(session["user"]["username"]))
-    with WatchQueue(amqp_url_for(session), [run_pattern(owner, model["key"], run_id)], name="fitwire-signal") as queue:
+    signal = Signal(action=action, model_key=model.key, run_id=run_id, value=value, sender=session.user.username)
+    with WatchQueue(amqp_url_for(session), [run_pattern(owner, model.key, run_id)], name="fitwire-signal") as queue:
         queue.open()
         sent = time.monotonic()
         queue.publish(signal, owner)
@@ -145,8 +145,8 @@ def _check_ended(client: Api, by_id: dict[str, _Target], wait_end: bool) -> None
             run = client.run(target.run_id)
         except CliError:
             continue
-        if run.get("status") not in (None, "running"):
-            target.status = str(run["status"])
+        if run.status != "running":
+            target.status = run.status
             io().out.print(f"{target.label} ended ({target.status}) before the signal reached it.",
                            highlight=False)
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from fitwire.cli import display
 from fitwire.cli.common import (
-    API,
     CliError,
     JsonOption,
     ServerOption,
@@ -22,6 +20,8 @@ from fitwire.cli.common import (
     reports_errors,
     transfer_progress,
 )
+from fitwire.contract.datasets import CsvInfo
+from fitwire.contract.entities import Dataset, dump
 
 app = typer.Typer(no_args_is_help=True, help="Upload and manage datasets (CSV tables, image zips).")
 
@@ -55,17 +55,16 @@ def upload(
     chosen = fmt or FORMATS.get(file.suffix.lower(), "")
     if chosen not in ("csv", "images"):
         raise CliError(f"Cannot tell the format of {file.name}; give --format csv or --format images")
-    query = urlencode({"name": name or file.stem, "format": chosen})
     client, size = api(server, token), file.stat().st_size
     with transfer_progress() as bars, file.open("rb") as stream:
         task = bars.add_task(f"uploading {file.name}", total=size)
-        dataset = client.worded(lambda: client.upload(
-            f"{API}/datasets?{query}", stream, size, on_progress=lambda sent: bars.update(task, completed=sent)))
+        dataset = client.upload_dataset(name or file.stem, chosen, stream, size,
+                                        on_progress=lambda sent: bars.update(task, completed=sent))
     if as_json:
         print_json(dataset)
         return
-    io().out.print(f"Uploaded {display.clean(repr(dataset['name']))} ({dataset['format']}, {_size(dataset['size'])}),"
-                   f" id {dataset['dataset_id']}.", markup=False, highlight=False)
+    io().out.print(f"Uploaded {display.clean(repr(dataset.name))} ({dataset.format}, {_size(dataset.size)}),"
+                   f" id {dataset.dataset_id}.", markup=False, highlight=False)
     _describe(dataset)
 
 
@@ -87,34 +86,34 @@ def list_(
         return
     table = Table("name", "format", "size", "contents", "owner", "public", "created", box=None, header_style="bold")
     for d in datasets:
-        table.add_row(display.remote(d["name"]), d["format"], _size(d["size"]), _contents(d),
-                      display.remote(d["owner"]), "yes" if d["public"] else "", str(d["created_at"])[:16].replace("T", " "))
+        table.add_row(display.remote(d.name), d.format, _size(d.size), _contents(d),
+                      display.remote(d.owner), "yes" if d.public else "", display.fmt_time(d.created_at, 16))
     io().out.print(table)
 
 
-def _contents(dataset: dict[str, Any]) -> str:
-    info = dataset["info"]
-    if dataset["format"] == "csv":
-        return f"{info['rows']} rows × {len(info['columns'])} columns"
-    return f"{info['images']} images, {len(info['classes'])} classes"
+def _contents(dataset: Dataset) -> str:
+    info = dataset.info
+    if isinstance(info, CsvInfo):
+        return f"{info.rows} rows × {len(info.columns)} columns"
+    return f"{info.images} images, {len(info.classes)} classes"
 
 
-def _describe(dataset: dict[str, Any]) -> None:
-    out, info = io().out, dataset["info"]
+def _describe(dataset: Dataset) -> None:
+    out, info = io().out, dataset.info
     out.print(_contents(dataset), markup=False, highlight=False)
-    if dataset["format"] == "csv":
+    if isinstance(info, CsvInfo):
         table = Table("column", "type", "unique", "one-hot", "", box=None, header_style="bold")
-        for c in info["columns"]:
-            unique = f"≥{c['unique']}" if c.get("unique_capped") else str(c["unique"])
-            table.add_row(display.remote(c["name"]), c["type"], unique, str(c["one_hot_width"] or ""),
-                          "blocked: too many labels" if c["blocked"] else "")
+        for c in info.columns:
+            unique = f"≥{c.unique}" if c.unique_capped else str(c.unique)
+            table.add_row(display.remote(c.name), c.type, unique, str(c.one_hot_width or ""),
+                          "blocked: too many labels" if c.blocked else "")
     else:
-        sizes = ", ".join(f"{w}×{h}" for w, h in info["sizes"][:5])
-        out.print(f"image sizes: {sizes}; channels: {', '.join(map(str, info['channels']))}", markup=False,
+        sizes = ", ".join(f"{w}×{h}" for w, h in info.sizes[:5])
+        out.print(f"image sizes: {sizes}; channels: {', '.join(map(str, info.channels))}", markup=False,
                   highlight=False)
         table = Table("class", "training", "validation", "sample", box=None, header_style="bold")
-        for c in info["classes"]:
-            table.add_row(display.remote(c["name"]), str(c["training"]), str(c["validation"]), display.remote(c["sample"]))
+        for k in info.classes:
+            table.add_row(display.remote(k.name), str(k.training), str(k.validation), display.remote(k.sample))
     out.print(table)
 
 
@@ -132,13 +131,13 @@ def show(
     client = api(server, token)
     found = client.find_dataset(dataset)
     page = None
-    if rows and found["format"] == "csv":
-        page = client.get(f"{API}/datasets/{quote(found['dataset_id'], safe='')}/rows?limit={rows}")
+    if rows and found.format == "csv":
+        page = client.dataset_rows(found.dataset_id, rows)
     if as_json:
-        print_json({**found, "preview": page} if page else found)
+        print_json({**dump(found), "preview": page} if page else found)
         return
-    io().out.print(f"{display.clean(found['name'])} ({found['format']}, {_size(found['size'])}) by "
-                   f"{display.clean(found['owner'])}{', public' if found['public'] else ''}; sha256 {found['sha256']}",
+    io().out.print(f"{display.clean(found.name)} ({found.format}, {_size(found.size)}) by "
+                   f"{display.clean(found.owner)}{', public' if found.public else ''}; sha256 {found.sha256}",
                    markup=False, highlight=False)
     _describe(found)
     if page:
@@ -162,9 +161,9 @@ def download(
     """Download the original file; written whole or not at all."""
     client = api(server, token)
     found = client.find_dataset(dataset)
-    target = output or Path(found["name"] + (".csv" if found["format"] == "csv" else ".zip"))
-    client.download_to(f"{API}/datasets/{quote(found['dataset_id'], safe='')}/file", target, found["name"])
-    io().out.print(f"Wrote {target} ({_size(found['size'])}).", markup=False, highlight=False)
+    target = output or Path(found.name + (".csv" if found.format == "csv" else ".zip"))
+    client.download_to(client.dataset_path(found.dataset_id), target, found.name)
+    io().out.print(f"Wrote {target} ({_size(found.size)}).", markup=False, highlight=False)
 
 
 @app.command()
@@ -180,9 +179,9 @@ def delete(
     client = api(server, token)
     found = client.find_dataset(dataset)
     if not yes:
-        typer.confirm(f"Delete dataset {found['name']!r} ({found['dataset_id']})?", abort=True)
-    client.delete(f"{API}/datasets/{quote(found['dataset_id'], safe='')}" + ("?force=true" if force else ""))
-    io().out.print(f"Deleted dataset {found['name']!r}.", markup=False, highlight=False)
+        typer.confirm(f"Delete dataset {found.name!r} ({found.dataset_id})?", abort=True)
+    client.delete_dataset(found.dataset_id, force=force)
+    io().out.print(f"Deleted dataset {found.name!r}.", markup=False, highlight=False)
 
 
 @app.command()
@@ -196,6 +195,6 @@ def publish(
     """Make a dataset public, for every user to see and train on (admins)."""
     client = api(server, token)
     found = client.find_dataset(dataset)
-    changed = client.patch(f"{API}/datasets/{quote(found['dataset_id'], safe='')}", {"public": not private})
-    state = "public" if changed["public"] else "private"
-    io().out.print(f"Dataset {changed['name']!r} is {state}.", markup=False, highlight=False)
+    changed = client.publish_dataset(found.dataset_id, not private)
+    state = "public" if changed.public else "private"
+    io().out.print(f"Dataset {changed.name!r} is {state}.", markup=False, highlight=False)

@@ -8,18 +8,18 @@ answer as a table. `fitwire train MODEL` queues the shaped model's training and 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 from rich.table import Table
 
 from fitwire.cli import display
 from fitwire.cli.common import (
-    API,
     Api,
+    ApiError,
     CliError,
     JsonOption,
     ServerOption,
@@ -29,6 +29,7 @@ from fitwire.cli.common import (
     print_json,
     reports_errors,
 )
+from fitwire.contract.entities import Job, Model, dump
 
 spec_app = typer.Typer(no_args_is_help=True, help="A model's network spec (JSON layers).")
 weights_app = typer.Typer(no_args_is_help=True, help="A model's trained models (.keras).")
@@ -62,43 +63,39 @@ def _layers_table(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:
     io().out.print(f"{known:,}{' + ?' if open_units else ''} parameters", highlight=False)
 
 
-def _url(key: str, *rest: str) -> str:
-    return f"{API}/models/{quote(key, safe='')}" + "".join(f"/{quote(part, safe='')}" for part in rest)
-
-
 @spec_app.command("set")
 @reports_errors
 def spec_set(model: ModelArg, file: SpecFile, server: ServerOption = None, token: TokenOption = None,
              as_json: JsonOption = False) -> None:
     """Give a model a spec, or replace its spec (a shaped model keeps its dataset and sizes)."""
     client = api(server, token)
-    key = client.find_model(model)["key"]
-    changed = client.worded(lambda: client.call("PUT", _url(key, "spec"), json=_read_spec(file)))
+    key = client.find_model(model).key
+    changed = client.set_spec(key, _read_spec(file))
     if as_json:
         print_json(changed)
         return
     _describe(client, changed)
 
 
-def _describe(client: Api, model: dict[str, Any]) -> None:
-    design = model.get("design")
+def _describe(client: Api, model: Model) -> None:
+    design = model.design
     out = io().out
     if design is None:
-        out.print(f"Model {display.clean(model['name'])} has no spec: it is tracked from its owner's script.",
+        out.print(f"Model {display.clean(model.name)} has no spec: it is tracked from its owner's script.",
                   markup=False, highlight=False)
         return
-    shaped = f", shaped to {design['dataset_name']}" if design.get("dataset_name") else ""
-    out.print(f"Model {display.clean(model['name'])} ({model['key']}): {design['state']}{shaped}", markup=False,
+    shaped = f", shaped to {design.dataset_name}" if design.dataset_name else ""
+    out.print(f"Model {display.clean(model.name)} ({model.key}): {design.state}{shaped}", markup=False,
               highlight=False)
-    if design.get("inputs"):
-        out.print(f"inputs: {', '.join(design['inputs'])}; outputs: {', '.join(design['outputs'])}", markup=False,
+    if design.inputs:
+        out.print(f"inputs: {', '.join(design.inputs)}; outputs: {', '.join(design.outputs)}", markup=False,
                   highlight=False)
-    spec = design["spec"]
+    spec = dump(design.spec)  # as the API shows it: the layers table reads the JSON's settings
     if spec.get("size"):
-        checked = client.post(f"{API}/specs/validate", {"spec": spec, "output_units": design.get("output_units")})
+        checked = client.validate_spec({"spec": spec, "output_units": design.output_units})
         _layers_table(checked["layers"], spec)
-    if design.get("trained"):
-        out.print(f"{len(design['trained'])} trained model(s); see `fitwire models weights list {model['key']}`",
+    if design.trained:
+        out.print(f"{len(design.trained)} trained model(s); see `fitwire models weights list {model.key}`",
                   markup=False, highlight=False)
 
 
@@ -110,7 +107,7 @@ def spec_show(model: ModelArg, server: ServerOption = None, token: TokenOption =
     client = api(server, token)
     found = client.find_model(model)
     if as_json:
-        print_json(found.get("design"))
+        print_json(found.design)
         return
     _describe(client, found)
 
@@ -134,7 +131,7 @@ def validate(
             body["input_shape"] = [int(n) for n in size.split(",")]
         except ValueError:
             raise CliError(f"--size {size!r} must be numbers separated by commas, e.g. 64,64,3") from None
-    checked = api(server, token).post(f"{API}/specs/validate", body)
+    checked = api(server, token).validate_spec(body)
     if as_json:
         print_json(checked)
         return
@@ -155,10 +152,10 @@ def shape(
 ) -> None:
     """Shape a model's spec to a dataset: its input size and output units come from the data."""
     client = api(server, token)
-    key = client.find_model(model)["key"]
+    key = client.find_model(model).key
     body = {"dataset": dataset, "inputs": [c for c in inputs.split(",") if c],
             "outputs": [c for c in outputs.split(",") if c], "name": as_new}
-    shaped = client.post(_url(key, "shape"), body)
+    shaped = client.shape(key, body)
     if as_json:
         print_json(shaped)
         return
@@ -170,12 +167,12 @@ def clone(model: ModelArg, name: Annotated[str, typer.Argument(help="The new mod
           server: ServerOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
     """A new model with the same layers and dataset, editable, without trained models."""
     client = api(server, token)
-    key = client.find_model(model)["key"]
-    cloned = client.post(_url(key, "clone"), {"name": name})
+    key = client.find_model(model).key
+    cloned = client.clone(key, name)
     if as_json:
         print_json(cloned)
         return
-    io().out.print(f"Cloned into model {display.clean(cloned['name'])} with key {cloned['key']}.", markup=False,
+    io().out.print(f"Cloned into model {display.clean(cloned.name)} with key {cloned.key}.", markup=False,
                    highlight=False)
 
 
@@ -199,48 +196,51 @@ def train(
 ) -> None:
     """Train a shaped model on the agents: queue its job, then watch it (Ctrl+C leaves; it keeps training)."""
     client = api(server, token)
-    key = client.find_model(model)["key"]
+    key = client.find_model(model).key
     augmentation = {"shear": shear, "zoom": zoom, "rotation": rotation, "horizontal_flip": flip}
     body = {"epochs": epochs, "batch_size": batch_size, "pool": pool, "gpus": gpus, "from_run": from_run,
             "augmentation": augmentation if any(augmentation.values()) else None}
-    job = client.post(_url(key, "train"), body)
+    job = client.train(key, body)
     if as_json:
         print_json(job)
         return
-    if job["state"] != "queued":
-        raise CliError(f"Job {job['job_id']} is {job['state']}: {display.clean(job.get('reason') or '')}")
-    io().out.print(f"Queued job {job['job_id']} on pool {job['pool']} (run {job['run_id']}).", markup=False,
+    if job.state != "queued":
+        raise CliError(f"Job {job.job_id} is {job.state}: {display.clean(job.reason or '')}")
+    io().out.print(f"Queued job {job.job_id} on pool {job.pool} (run {job.run_id}).", markup=False,
                    highlight=False)
     if not watch:
         return
     from fitwire.cli.runs import watch as watch_run
 
     if _run_started(client, job):
-        watch_run(job["run_id"], once=True, server=server, token=token)
+        watch_run(job.run_id, once=True, server=server, token=token)
     job = _ended(client, job)
-    io().out.print(f"Job {job['job_id']} {job['state']}{': ' + job['reason'] if job.get('reason') else ''}.",
+    io().out.print(f"Job {job.job_id} {job.state}{': ' + job.reason if job.reason else ''}.",
                    markup=False, highlight=False)
-    if job["state"] != "succeeded":
+    if job.state != "succeeded":
         raise typer.Exit(1)
 
 
-def _run_started(client: Api, job: dict[str, Any]) -> bool:
+def _run_started(client: Api, job: Job) -> bool:
     """Wait until the job's run exists (an agent took the job and its fit began); False if the job ended first."""
-    job_url = f"{API}/jobs/{quote(job['job_id'], safe='')}"
     while True:
-        if client.request("GET", f"{API}/runs/{quote(job['run_id'], safe='')}").status_code == 200:
+        try:
+            client.run(job.run_id)
             return True
-        if client.get(job_url)["state"] not in ("queued", "running"):
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+        if client.job(job.job_id).state not in ("queued", "running"):
             return False
         time.sleep(0.5)
 
 
-def _ended(client: Api, job: dict[str, Any], patience: float = 300.0) -> dict[str, Any]:
+def _ended(client: Api, job: Job, patience: float = 300.0) -> Job:
     """The job once it ended: after its run ends, the agent still stores the trained model and reports."""
     deadline = time.monotonic() + patience
     while True:
-        job = client.get(f"{API}/jobs/{quote(job['job_id'], safe='')}")
-        if job["state"] not in ("queued", "running") or time.monotonic() > deadline:
+        job = client.job(job.job_id)
+        if job.state not in ("queued", "running") or time.monotonic() > deadline:
             return job
         time.sleep(0.5)
 
@@ -251,8 +251,8 @@ def weights_list(model: ModelArg, server: ServerOption = None, token: TokenOptio
                  as_json: JsonOption = False) -> None:
     """A model's trained models, with their runs' final metrics."""
     client = api(server, token)
-    key = client.find_model(model)["key"]
-    trained = client.get(_url(key, "trained"))["trained"]
+    key = client.find_model(model).key
+    trained = client.trained(key)
     if as_json:
         print_json({"trained": trained})
         return
@@ -261,9 +261,9 @@ def weights_list(model: ModelArg, server: ServerOption = None, token: TokenOptio
         return
     table = Table("run", "created", "size", "metrics", box=None, header_style="bold")
     for t in trained:
-        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["metrics"].items())
-        table.add_row(t["run_id"], str(t["created_at"])[:16].replace("T", " "), f"{t['size']:,} B",
-                      display.remote(metrics))
+        metrics = ", ".join(f"{k}={v:.4g}" if v is not None and math.isfinite(v) else f"{k}={display.fmt_value(v)}"
+                            for k, v in t.metrics.items())
+        table.add_row(t.run_id, display.fmt_time(t.created_at, 16), f"{t.size:,} B", display.remote(metrics))
     io().out.print(table)
 
 
@@ -274,9 +274,9 @@ def weights_download(model: ModelArg, run: Annotated[str, typer.Argument(help="T
                      server: ServerOption = None, token: TokenOption = None) -> None:
     """Download a trained model (.keras)."""
     client = api(server, token)
-    key = client.find_model(model)["key"]
+    key = client.find_model(model).key
     target = output or Path(f"{key}-{run}.keras")
-    client.download_to(_url(key, "trained", run, "file"), target, f"run {run}'s trained model")
+    client.download_to(client.trained_path(key, run), target, f"run {run}'s trained model")
     io().out.print(f"Wrote {target}.", markup=False, highlight=False)
 
 
@@ -286,6 +286,6 @@ def weights_delete(model: ModelArg, run: Annotated[str, typer.Argument(help="The
                    server: ServerOption = None, token: TokenOption = None) -> None:
     """Delete a trained model (the model is editable again after its last)."""
     client = api(server, token)
-    key = client.find_model(model)["key"]
-    client.delete(_url(key, "trained", run))
+    key = client.find_model(model).key
+    client.delete_trained(key, run)
     io().out.print(f"Deleted the trained model of run {run}.", markup=False, highlight=False)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.progress import ProgressColumn, Task
 from rich.table import Table
 from rich.text import Text
+
+from fitwire.contract.entities import Epoch, Run
 
 STATUS_STYLE = {"running": "cyan", "completed": "green", "stopped": "yellow", "failed": "red"}
 METRIC_ORDER = ("loss", "accuracy", "acc")
@@ -85,6 +87,11 @@ def fmt_logs(logs: dict[str, Any] | None, limit: int | None = None) -> str:
     return "  ".join(f"{clean(k)} {fmt_value(logs[k])}" for k in metric_names(logs)[:limit])
 
 
+def fmt_time(moment: datetime | None, chars: int = 19) -> str:
+    """``2026-01-02 03:04:05`` (UTC; ``chars=16`` to the minute); "" for no time."""
+    return "" if moment is None else moment.astimezone(UTC).isoformat()[:chars].replace("T", " ")
+
+
 def parse_time(iso: Any) -> float | None:
     """Unix time of an ISO 8601 string from the API, None when absent or unreadable."""
     if not iso:
@@ -105,29 +112,28 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def run_label(run: dict[str, Any] | None, run_id: str) -> str:
-    """A run's human name (training_003) when the server gave one, else its id's start (cleaned)."""
-    name = (run or {}).get("name")
-    return clean(name) if name else f"run {clean(run_id[:8])}"
+def run_label(run: Run | None, run_id: str) -> str:
+    """A run's human name (training_003) when the server knows the run, else its id's start (cleaned)."""
+    return clean(run.name) if run is not None else f"run {clean(run_id[:8])}"
 
 
 def status_text(status: str) -> Text:
     return remote(status, STATUS_STYLE.get(status, ""))
 
 
-def epochs_done(epochs: Sequence[Mapping[str, Any]]) -> int:
+def epochs_done(epochs: Sequence[Epoch]) -> int:
     """How far a run got: its last stored epoch, counted from 1 (a resumed run did not store the first)."""
-    return max(int(e["epoch"]) for e in epochs) + 1 if epochs else 0
+    return max(e.epoch for e in epochs) + 1 if epochs else 0
 
 
-def partial_epoch(run: Mapping[str, Any], epochs: Sequence[Mapping[str, Any]]) -> int | None:
+def partial_epoch(run: Run, epochs: Sequence[Epoch]) -> int | None:
     """The epoch (from 0) that a STOP cut short, None when every stored epoch ran to its end.
 
     A STOP halts ``fit`` at the next batch boundary and Keras still ends that epoch, so the
     last stored epoch of a ``stopped`` run holds the logs of part of an epoch (or of a cut
     validation). A run that failed never stored the epoch it died in.
     """
-    if run.get("status") != "stopped" or not epochs:
+    if run.status != "stopped" or not epochs:
         return None
     return epochs_done(epochs) - 1
 
@@ -138,14 +144,13 @@ def epochs_text(done: int, planned: int | None, partial: bool = False) -> str:
     return f"{text} (last partial)" if partial else text
 
 
-def run_duration(run: dict[str, Any]) -> float | None:
-    start, end = parse_time(run.get("started_at")), parse_time(run.get("ended_at"))
-    return end - start if start is not None and end is not None else None
+def run_duration(run: Run) -> float | None:
+    return (run.ended_at - run.started_at).total_seconds() if run.ended_at is not None else None
 
 
 def runs_table(
-    runs: list[dict[str, Any]],
-    epochs: Mapping[str, Sequence[Mapping[str, Any]]],
+    runs: list[Run],
+    epochs: Mapping[str, Sequence[Epoch]],
     *,
     title: str | None = None,
     model_names: dict[str, str] | None = None,
@@ -158,16 +163,16 @@ def runs_table(
     table = Table(*columns, title=remote(title) if title else None, title_justify="left", box=None,
                   header_style="bold")
     for run in runs:
-        stored = epochs.get(run["run_id"], [])
-        model = [remote(model_names.get(run["model_key"], run["model_key"]))] if model_names is not None else []
+        stored = epochs.get(run.run_id, [])
+        model = [remote(model_names.get(run.model_key, run.model_key))] if model_names is not None else []
         table.add_row(
-            remote(run["run_id"][:12]),
+            remote(run.run_id[:12]),
             *model,
-            Text(run_label(run, run["run_id"])),
-            status_text(str(run.get("status", ""))),
-            Text(epochs_text(epochs_done(stored), run.get("epochs"), partial_epoch(run, stored) is not None)),
-            Text(fmt_logs(run.get("final_logs"), limit=2)),  # a table row, not the whole story: `runs show`
-            remote(str(run.get("started_at") or "")[:19].replace("T", " ")),
+            Text(run_label(run, run.run_id)),
+            status_text(run.status),
+            Text(epochs_text(epochs_done(stored), run.epochs, partial_epoch(run, stored) is not None)),
+            Text(fmt_logs(run.final_logs, limit=2)),  # a table row, not the whole story: `runs show`
+            remote(fmt_time(run.started_at)),
             fmt_duration(run_duration(run)),
         )
     return table

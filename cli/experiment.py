@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import quote
 
 import typer
 
-from fitwire.cli.common import API, ServerOption, TokenOption, api, io, reports_errors
+from fitwire.cli.common import ServerOption, TokenOption, api, io, reports_errors
 
 ModelArg = Annotated[str, typer.Argument(help="Model key, or the model's name.", show_default=False)]
 OutputOption = Annotated[Path | None, typer.Option(
@@ -34,9 +33,8 @@ def export(model: ModelArg, output: OutputOption = None, server: ServerOption = 
     a GPU Dockerfile, a README and the model's trained models. Written whole or not at all."""
     client = api(server, token)
     found = client.find_model(model)
-    target = output or default_output(str(found.get("name") or ""), found["key"])
-    client.download_to(f"{API}/models/{quote(found['key'], safe='')}/experiment", target,
-                       f"the experiment of {found.get('name') or found['key']}")
+    target = output or default_output(found.name, found.key)
+    client.download_to(client.experiment_path(found.key), target, f"the experiment of {found.name or found.key}")
     io().out.print(f"Wrote {target}: unzip it and read its README.md (python train.py -d DATASET).",
                    markup=False, highlight=False)
 

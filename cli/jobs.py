@@ -12,7 +12,6 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 from rich.table import Table
@@ -20,7 +19,6 @@ from rich.text import Text
 
 from fitwire.cli import display
 from fitwire.cli.common import (
-    API,
     CliError,
     JsonOption,
     ServerOption,
@@ -32,6 +30,7 @@ from fitwire.cli.common import (
     settings,
 )
 from fitwire.contract import JobSpec
+from fitwire.contract.entities import Job, dump, parse
 
 app = typer.Typer(no_args_is_help=True, help="Submit and manage training jobs.")
 
@@ -49,19 +48,19 @@ def _local() -> tuple[Any, Any]:
     return LocalJournal(root / "journal"), LocalArtifacts(root / "artifacts")
 
 
-def local_json(record: dict[str, Any]) -> dict[str, Any]:
-    """A local journal record in the API's Job shape."""
+def local_job(record: dict[str, Any]) -> Job:
+    """A local journal record as the API's Job."""
     job = record["job"]
 
     def when(t: float) -> str:
         return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
-    return {
+    return parse(Job, {
         "job_id": job["job_id"], "run_id": job["run_id"], "pool": job["pool"], "owner": job["owner"],
         "model_key": job["spec"]["model_key"], "state": record["state"], "reason": record.get("reason"),
         "node_id": record.get("node_id"), "spec": job["spec"],
         "created_at": when(record["history"][0]["at"]), "updated_at": when(record["updated_at"]),
-    }
+    })
 
 
 def _params(values: list[str]) -> dict[str, Any]:
@@ -112,32 +111,32 @@ def submit(
         spec = JobSpec(bundle=bundle_id(source), **spec_fields)  # type: ignore[arg-type]
         job = submit_job(settings().amqp_url, spec, source, owner="local", pool=pool, events=journal,
                          artifacts=artifacts)
-        record = local_json(journal.record(job.job_id))
+        record = local_job(journal.record(job.job_id))
     else:
         body = {"pool": pool, "spec": spec_fields, "bundle_source": source.decode(), "bundle_name": file.name}
-        record = api(server, token).post(f"{API}/jobs", body)
+        record = api(server, token).submit_job(body)
     if as_json:
         print_json(record)
         return
-    if record["state"] != "queued":  # e.g. unschedulable: no registered node could ever run it
-        raise CliError(f"Job {record['job_id']} is {record['state']}: "
-                       f"{display.clean(record.get('reason') or 'no reason given')}")
+    if record.state != "queued":  # e.g. unschedulable: no registered node could ever run it
+        raise CliError(f"Job {record.job_id} is {record.state}: "
+                       f"{display.clean(record.reason or 'no reason given')}")
     io().out.print(
-        f"Queued job [bold]{record['job_id']}[/] on pool {record['pool']} (run {record['run_id']}).\n"
-        f"Follow it with: fitwire watch {record['run_id']}", highlight=False,
+        f"Queued job [bold]{record.job_id}[/] on pool {record.pool} (run {record.run_id}).\n"
+        f"Follow it with: fitwire watch {record.run_id}", highlight=False,
     )
 
 
-def _records(local: bool, server: str | None, token: str | None) -> list[dict[str, Any]]:
+def _records(local: bool, server: str | None, token: str | None) -> list[Job]:
     if local:
-        return [local_json(r) for r in _local()[0].records()]
-    return list(api(server, token).get(f"{API}/jobs")["jobs"])
+        return [local_job(r) for r in _local()[0].records()]
+    return api(server, token).jobs()
 
 
-def _find(ref: str, local: bool, server: str | None, token: str | None) -> dict[str, Any]:
+def _find(ref: str, local: bool, server: str | None, token: str | None) -> Job:
     if not local:
-        return dict(api(server, token).get(f"{API}/jobs/{quote(ref, safe='')}"))
-    matches = [r for r in _records(True, None, None) if r["job_id"].startswith(ref)]
+        return api(server, token).job(ref)
+    matches = [r for r in _records(True, None, None) if r.job_id.startswith(ref)]
     if len(matches) != 1:
         raise CliError(f"No job {ref!r}" if not matches else f"Several jobs start with {ref!r}; give more of the id")
     return matches[0]
@@ -158,12 +157,12 @@ def list_(local: LocalOption = False, server: ServerOption = None, token: TokenO
     table = Table("job", "state", "model", "pool", "epochs", "node", "created", "reason", box=None,
                   header_style="bold")
     for r in records:
-        style = STATE_STYLE.get(r["state"], "")
+        style = STATE_STYLE.get(r.state, "")
         # remote text as Text, never markup: a reason or key may hold brackets or escape codes
-        table.add_row(display.remote(r["job_id"][:12]), display.remote(r["state"], style),
-                      display.remote(r["model_key"]), display.remote(r["pool"]), str(r["spec"]["epochs"]),
-                      display.remote(r.get("node_id") or ""), str(r["created_at"])[:16].replace("T", " "),
-                      display.remote(r.get("reason") or ""))
+        table.add_row(display.remote(r.job_id[:12]), display.remote(r.state, style),
+                      display.remote(r.model_key), display.remote(r.pool), str(r.spec["epochs"]),
+                      display.remote(r.node_id or ""), display.fmt_time(r.created_at, 16),
+                      display.remote(r.reason or ""))
     io().out.print(table)
 
 
@@ -176,11 +175,12 @@ def show(job: JobArg, local: LocalOption = False, server: ServerOption = None, t
     if as_json:
         print_json(record)
         return
+    shown = dump(record)  # times as the API writes them
     table = Table(box=None, show_header=False)
     for key in ("job_id", "state", "reason", "model_key", "run_id", "pool", "owner", "node_id",
                 "created_at", "updated_at"):
-        table.add_row(Text(key, style="bold"), display.remote(record.get(key) or ""))
-    for key, value in record["spec"].items():
+        table.add_row(Text(key, style="bold"), display.remote(shown.get(key) or ""))
+    for key, value in record.spec.items():
         table.add_row(Text(f"spec.{display.clean(key)}", style="bold"),
                       display.remote(json.dumps(value) if isinstance(value, dict) else value))
     io().out.print(table)
@@ -193,21 +193,21 @@ def cancel(job: JobArg, local: LocalOption = False, server: ServerOption = None,
     """Cancel a queued job (a running one is stopped with `fitwire stop RUN`)."""
     if local:
         from fitwire.agent.jobs import cancel as cancel_job
-        from fitwire.contract import Job
+        from fitwire.contract import Job as WireJob
 
         journal, _ = _local()
         record = _find(job, True, None, None)
         try:
-            cancel_job(journal, Job.model_validate(journal.record(record["job_id"])["job"]))
+            cancel_job(journal, WireJob.model_validate(journal.record(record.job_id)["job"]))
         except ValueError as exc:
             raise CliError(str(exc)) from None
-        record = local_json(journal.record(record["job_id"]))
+        record = local_job(journal.record(record.job_id))
     else:
-        record = dict(api(server, token).post(f"{API}/jobs/{quote(job, safe='')}/cancel"))
+        record = api(server, token).cancel_job(job)
     if as_json:
         print_json(record)
         return
-    io().out.print(f"Cancelled job {record['job_id']}.", highlight=False)
+    io().out.print(f"Cancelled job {record.job_id}.", highlight=False)
 
 
 @app.command()
@@ -233,9 +233,9 @@ def dead(
         finally:
             broker.close()
     elif purge:
-        found = dict(api(server, token).delete(f"{API}/dead-letters"))
+        found = dict(api(server, token).purge_dead_letters())
     else:
-        found = dict(api(server, token).get(f"{API}/dead-letters?limit={limit}"))
+        found = dict(api(server, token).dead_letters(limit))
     if as_json:
         print_json(found)
         return

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-from urllib.parse import quote
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -11,7 +10,6 @@ from rich.text import Text
 
 from fitwire.cli import display
 from fitwire.cli.common import (
-    API,
     JsonOption,
     ServerOption,
     TokenOption,
@@ -26,11 +24,6 @@ app = typer.Typer(no_args_is_help=True, help="Create and manage models (model ke
 ModelArg = Annotated[str, typer.Argument(help="Model key, or the model's name.", show_default=False)]
 
 
-def _when(iso: Any) -> str:
-    """An ISO timestamp shortened to the minute, for tables."""
-    return str(iso or "")[:16].replace("T", " ")
-
-
 @app.command()
 @reports_errors
 def create(
@@ -40,17 +33,17 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a model; prints the key to give the Tracker."""
-    model = api(server, token).post(f"{API}/models", {"name": name})
+    model = api(server, token).create_model(name)
     if as_json:
         print_json(model)
         return
     out = io().out
     line = Text("Created model ")
-    line.append(display.clean(repr(model["name"])))
+    line.append(display.clean(repr(model.name)))
     line.append(" with key ")
-    line.append(display.clean(model["key"]), style="bold")
+    line.append(display.clean(model.key), style="bold")
     out.print(line, ".", sep="", highlight=False)
-    out.print(f"Use it in fit: callbacks=[Tracker({model['key']!r})]", markup=False, highlight=False)
+    out.print(f"Use it in fit: callbacks=[Tracker({model.key!r})]", markup=False, highlight=False)
 
 
 @app.command("list")
@@ -66,8 +59,7 @@ def list_(server: ServerOption = None, token: TokenOption = None, as_json: JsonO
         return
     table = Table("key", "name", "runs", "created", box=None, header_style="bold")
     for m in models:
-        table.add_row(display.remote(m["key"]), display.remote(m["name"]), str(m.get("runs", 0)),
-                      _when(m.get("created_at")))
+        table.add_row(display.remote(m.key), display.remote(m.name), str(m.runs), display.fmt_time(m.created_at, 16))
     io().out.print(table)
 
 
@@ -82,12 +74,12 @@ def rename(
 ) -> None:
     """Give a model a new name (its key stays)."""
     client = api(server, token)
-    key = client.find_model(model)["key"]
-    renamed = client.patch(f"{API}/models/{quote(key, safe='')}", {"name": new_name})
+    key = client.find_model(model).key
+    renamed = client.rename_model(key, new_name)
     if as_json:
         print_json(renamed)
         return
-    io().out.print(f"Model {key} is now named {display.clean(repr(renamed['name']))}.", markup=False, highlight=False)
+    io().out.print(f"Model {key} is now named {display.clean(repr(renamed.name))}.", markup=False, highlight=False)
 
 
 @app.command()
@@ -102,7 +94,6 @@ def delete(
     client = api(server, token)
     found = client.find_model(model)
     if not yes:
-        runs = found.get("runs", 0)
-        typer.confirm(f"Delete model {found['name']!r} ({found['key']}) and its {runs} run(s)?", abort=True)
-    client.delete(f"{API}/models/{quote(found['key'], safe='')}")
-    io().out.print(f"Deleted model {found['name']!r} ({found['key']}).", highlight=False)
+        typer.confirm(f"Delete model {found.name!r} ({found.key}) and its {found.runs} run(s)?", abort=True)
+    client.delete_model(found.key)
+    io().out.print(f"Deleted model {found.name!r} ({found.key}).", highlight=False)

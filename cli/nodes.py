@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 from rich.console import Group
@@ -19,7 +18,6 @@ from rich.text import Text
 
 from fitwire.cli import display
 from fitwire.cli.common import (
-    API,
     CliError,
     JsonOption,
     ServerOption,
@@ -30,6 +28,7 @@ from fitwire.cli.common import (
     reports_errors,
     settings,
 )
+from fitwire.contract.entities import dump
 
 app = typer.Typer(no_args_is_help=True, help="See trainer nodes (admins).")
 
@@ -126,7 +125,8 @@ def node_view(n: dict[str, Any]) -> Group:
 def list_(broker: BrokerOption = False, seconds: SecondsOption = 6.0, server: ServerOption = None,
           token: TokenOption = None, as_json: JsonOption = False) -> None:
     """Every node with its last report."""
-    nodes = listen(settings().amqp_url, seconds) if broker else list(api(server, token).get(f"{API}/nodes")["nodes"])
+    # Drawn from the API's JSON: a node heard on the broker has only what its report says.
+    nodes = listen(settings().amqp_url, seconds) if broker else [dump(n) for n in api(server, token).nodes()]
     if as_json:
         print_json({"nodes": nodes})
         return
@@ -148,7 +148,7 @@ def show(node: Annotated[str, typer.Argument(help="Node id.")], broker: BrokerOp
             raise CliError(f"Node {node!r} did not report within {seconds:g} s")
         record = found[0]
     else:
-        record = dict(api(server, token).get(f"{API}/nodes/{quote(node, safe='')}"))
+        record = dump(api(server, token).node(node))
     if as_json:
         print_json(record)
         return
@@ -160,7 +160,7 @@ def show(node: Annotated[str, typer.Argument(help="Node id.")], broker: BrokerOp
 def token(name: Annotated[str, typer.Argument(help="A name for the machine.")], server: ServerOption = None,
           token: TokenOption = None, as_json: JsonOption = False) -> None:
     """Create a node token (admins): the agent on that machine starts with it. Shown once."""
-    created = dict(api(server, token).post(f"{API}/nodes", {"name": name}))
+    created = dict(api(server, token).create_node(name))
     if as_json:
         print_json(created)
         return
@@ -174,7 +174,7 @@ def token(name: Annotated[str, typer.Argument(help="A name for the machine.")], 
 @reports_errors
 def tokens(server: ServerOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
     """Every node token (admins): its node, last use, when it lapses unused, and whether it is revoked."""
-    nodes = list(api(server, token).get(f"{API}/nodes")["nodes"])
+    nodes = [dump(n) for n in api(server, token).nodes()]  # times as the API writes them
     rows = [{k: n.get(k) for k in ("node_id", "name", "last_seen", "token_expires_at", "revoked_at")} for n in nodes]
     if as_json:
         print_json({"tokens": rows})
@@ -191,9 +191,10 @@ def tokens(server: ServerOption = None, token: TokenOption = None, as_json: Json
 def revoke(node: Annotated[str, typer.Argument(help="Node id.")], server: ServerOption = None,
            token: TokenOption = None, as_json: JsonOption = False) -> None:
     """Revoke a node's token (admins): its HTTP calls fail at once, its broker logins within 30 s."""
-    record = dict(api(server, token).post(f"{API}/nodes/{quote(node, safe='')}/revoke", {}))
+    record = api(server, token).revoke_node(node)
     if as_json:
         print_json(record)
         return
-    io().out.print(Text(f"Node {record['node_id']} ({record['name']}) revoked at {record['revoked_at']}; "
+    revoked_at = dump(record)["revoked_at"]  # as the API writes it
+    io().out.print(Text(f"Node {record.node_id} ({record.name}) revoked at {revoked_at}; "
                         "its agent is refused from now on (the broker within 30 s)."))

@@ -11,14 +11,12 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 from rich.table import Table
 
 from fitwire.cli import display
 from fitwire.cli.common import (
-    API,
     Api,
     CliError,
     JsonOption,
@@ -66,13 +64,13 @@ def predict(
     found = api(server, token)
     # a prediction may wait for an agent up to the webhook's FITWIRE_PREDICT_TIMEOUT
     client = Api(found.server, found.token, timeout=settings().predict_timeout + HTTP_SLACK_S)
-    key = client.find_model(model)["key"]
+    key = client.find_model(model).key
     body: dict[str, Any] = {"run_id": run, "pool": pool}
     if image is not None:
         body["image"] = base64.b64encode(image.read_bytes()).decode()
     else:
         body["row"] = parse_row(row or [])
-    answer = client.post(f"{API}/models/{quote(key, safe='')}/predict", body)
+    answer = client.predict(key, body)
     if as_json:
         print_json(answer)
         return

@@ -22,6 +22,7 @@ from fitwire.cli.common import (
     reports_errors,
 )
 from fitwire.cli.watch import Watcher
+from fitwire.contract.entities import Epoch, Model, Run
 
 app = typer.Typer(no_args_is_help=True, help="List and inspect runs (trainings).")
 
@@ -37,16 +38,16 @@ def list_(
     """Runs, newest first."""
     client = api(server, token)
     models = [client.find_model(model)] if model else client.models()
-    runs = [run for m in models for run in client.runs(m["key"])]
+    runs = [run for m in models for run in client.runs(m.key)]
     if as_json:
         print_json({"runs": runs})
         return
     if not runs:
         io().out.print("No runs yet.")
         return
-    runs.sort(key=lambda r: str(r.get("started_at") or ""), reverse=True)
-    names = None if model else {m["key"]: str(m.get("name", "")) for m in models}
-    table = display.runs_table(runs, client.epochs_of([r["run_id"] for r in runs]), model_names=names)
+    runs.sort(key=lambda r: r.started_at, reverse=True)
+    names = None if model else {m.key: m.name for m in models}
+    table = display.runs_table(runs, client.epochs_of([r.run_id for r in runs]), model_names=names)
     io().out.print(table)
 
 
@@ -63,43 +64,42 @@ def show(
     client = api(server, token)
     found, model = client.find_run_or_model(run)
     if found is None:
-        runs = client.runs(model["key"])
+        runs = client.runs(model.key)
         if not runs:
-            raise CliError(f"Model {model.get('name')} ({model['key']}) has no runs yet")
+            raise CliError(f"Model {model.name} ({model.key}) has no runs yet")
         found = runs[0]
-    state = client.run_state(found["run_id"])
+    state = client.run_state(found.run_id)
     if as_json:
         print_json(state)
         return
-    run_, epochs = state["run"], state["epochs"]
+    run_, epochs = state.run, state.epochs
     partial = display.partial_epoch(run_, epochs)
     io().out.print(_summary(run_, model, epochs, partial), _params(run_), *_epochs(epochs, partial, width))
 
 
-def _summary(run: dict[str, Any], model: dict[str, Any], epochs: list[dict[str, Any]],
-             partial: int | None) -> Group:
-    head = Text(display.run_label(run, run["run_id"]), style="bold")
-    head.append(display.clean(f"  {run['run_id']}  model {model.get('name')} ({model['key']})  "), style="dim")
-    head.append_text(display.status_text(str(run.get("status"))))
-    if run.get("reason"):
-        head.append(f" ({display.clean(run['reason'])})", style="dim")
-    where = " ".join(str(x) for x in (run.get("framework"), run.get("framework_version")) if x)
-    done = display.epochs_text(display.epochs_done(epochs), run.get("epochs"))
+def _summary(run: Run, model: Model, epochs: list[Epoch], partial: int | None) -> Group:
+    head = Text(display.run_label(run, run.run_id), style="bold")
+    head.append(display.clean(f"  {run.run_id}  model {model.name} ({model.key})  "), style="dim")
+    head.append_text(display.status_text(run.status))
+    if run.reason:
+        head.append(f" ({display.clean(run.reason)})", style="dim")
+    where = " ".join(x for x in (run.framework, run.framework_version) if x)
+    done = display.epochs_text(display.epochs_done(epochs), run.epochs)
     cut = ", the last one partial" if partial is not None else ""
     lines = [head]
     facts = [
-        f"started {str(run.get('started_at') or '—')[:19].replace('T', ' ')}",
+        f"started {display.fmt_time(run.started_at)}",
         f"took {display.fmt_duration(display.run_duration(run))}",
-        f"on {run.get('host') or '—'}",
+        f"on {run.host or '—'}",
         where,
-        f"epochs {done} × {run.get('steps') or '?'} steps{cut}",
+        f"epochs {done} × {run.steps or '?'} steps{cut}",
     ]
     lines.append(display.remote("  ".join(f for f in facts if f), style="dim"))
     return Group(*lines)
 
 
-def _params(run: dict[str, Any]) -> Table | Text:
-    params = run.get("params") or {}
+def _params(run: Run) -> Table | Text:
+    params = run.params
     if not params:
         return Text("no parameters recorded", style="dim")
     table = Table("parameter", "value", box=None, header_style="bold", title="Parameters", title_justify="left")
@@ -108,23 +108,23 @@ def _params(run: dict[str, Any]) -> Table | Text:
     return table
 
 
-def _epochs(epochs: list[dict[str, Any]], partial: int | None, width: int) -> list[Any]:
+def _epochs(epochs: list[Epoch], partial: int | None, width: int) -> list[Any]:
     if not epochs:
         return [Text("no epochs recorded yet", style="dim")]
-    epochs = sorted(epochs, key=lambda e: int(e["epoch"]))
-    logs = [e.get("logs") or {} for e in epochs]
+    epochs = sorted(epochs, key=lambda e: e.epoch)
+    logs = [e.logs for e in epochs]
     names = display.metric_names({k: None for entry in logs for k in entry})
     table = Table(box=None, header_style="bold", title="Epochs", title_justify="left")
     for header in ("epoch", *(display.remote(n) for n in names), "took", "ended", ""):  # metric names are remote
         table.add_column(header)
     for epoch, entry in zip(epochs, logs, strict=True):
-        number = int(epoch["epoch"])
+        number = epoch.epoch
         table.add_row(str(number + 1), *(display.fmt_value(entry.get(n)) for n in names),
-                      display.fmt_duration(display.number(epoch.get("duration"))),
-                      display.remote(str(epoch.get("ended_at") or "")[11:19]),
+                      display.fmt_duration(epoch.duration),
+                      display.remote(display.fmt_time(epoch.ended_at)[11:19]),
                       Text("partial: stopped mid-epoch", style="yellow") if number == partial else "")
     numeric = [{k: display.number(v) for k, v in entry.items()} for entry in logs]
-    charts = [plot.chart(series, title=name, width=width, first_x=int(epochs[0]["epoch"]) + 1)
+    charts = [plot.chart(series, title=name, width=width, first_x=epochs[0].epoch + 1)
               for name, series in plot.metric_groups(numeric).items()]
     return [table, *charts]
 
@@ -152,7 +152,7 @@ def watch(
     run, model = client.find_run_or_model(model_or_run)
     session = client.session()
     watcher = Watcher(
-        client, io().out, owner=str(session["user"]["username"]), model=model,
+        client, io().out, owner=session.user.username, model=model,
         amqp_url=amqp_url_for(session), run=run, once=once, stop_on_exit=stop_on_exit, timeout=timeout,
     )
     code = watcher.run()

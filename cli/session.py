@@ -9,7 +9,6 @@ import typer
 
 from fitwire import credentials
 from fitwire.cli.common import (
-    API,
     EXIT_UNREACHABLE,
     Api,
     CliError,
@@ -45,15 +44,15 @@ def login(
         password = sys.stdin.readline().rstrip("\r\n")
     elif password is None:
         password = typer.prompt("Password", hide_input=True)
-    answer = client.post(f"{API}/auth/login", {"username": username, "password": password}, auth=False)
-    user = answer["user"]
+    answer = client.login(username, password)
+    user = answer.user
     saved = credentials.save(
         settings(),
-        credentials.Credentials(server=client.server, username=user["username"], token=answer["token"],
-                                amqp_url=_announced_broker(client.server, answer["token"])),
+        credentials.Credentials(server=client.server, username=user.username, token=answer.token,
+                                amqp_url=_announced_broker(client.server, answer.token)),
     )
     io().out.print(
-        f"Logged in to {client.server} as [bold]{user['username']}[/]; token saved in {saved}.",
+        f"Logged in to {client.server} as [bold]{user.username}[/]; token saved in {saved}.",
         highlight=False,
         soft_wrap=True,
     )
@@ -67,7 +66,7 @@ def _announced_broker(server: str, token: str) -> str | None:
     costs that memory, not the login.
     """
     try:
-        url = Api(server, token).get(f"{API}/session").get("amqp_url")
+        url = Api(server, token).session().amqp_url
     except CliError:
         return None
     return url if isinstance(url, str) and url.startswith(("amqp://", "amqps://")) else None
@@ -82,7 +81,7 @@ def logout(server: ServerOption = None, token: TokenOption = None) -> None:
         raise CliError("You are not logged in")
     unreachable: Unreachable | None = None
     try:
-        client.post(f"{API}/auth/logout")
+        client.logout()
     except Unreachable as exc:
         unreachable = exc
     except CliError:
@@ -102,9 +101,9 @@ def logout(server: ServerOption = None, token: TokenOption = None) -> None:
 def whoami(server: ServerOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
     """Who the saved token belongs to, on which server."""
     client = api(server, token)
-    user = client.get(f"{API}/me")
+    user = client.me()
     if as_json:
         print_json({"server": client.server, "user": user})
         return
-    role = "admin" if user.get("is_admin") else "user"
-    io().out.print(f"{user['username']} ({role}) on {client.server}", highlight=False)
+    role = "admin" if user.is_admin else "user"
+    io().out.print(f"{user.username} ({role}) on {client.server}", highlight=False)

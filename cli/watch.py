@@ -31,6 +31,7 @@ from fitwire.cli import display
 from fitwire.cli.common import EXIT_INTERRUPTED, EXIT_OK, Api, ApiError, CliError, Unreachable
 from fitwire.cli.wire import WatchQueue, run_pattern
 from fitwire.contract import BrokerError, BrokerUnavailable, Signal
+from fitwire.contract.entities import Model, Run
 from fitwire.contract.messages import (
     Batch,
     EpochBegin,
@@ -84,9 +85,9 @@ class Watcher:
         console: Console,
         *,
         owner: str,
-        model: dict[str, Any],
+        model: Model,
         amqp_url: str,
-        run: dict[str, Any] | None = None,
+        run: Run | None = None,
         once: bool = False,
         stop_on_exit: bool = False,
         timeout: float | None = None,
@@ -95,8 +96,8 @@ class Watcher:
         self.console = console
         self.owner = owner
         self.model = model
-        self.model_key = str(model["key"])
-        self.focus: str | None = run["run_id"] if run else None
+        self.model_key = model.key
+        self.focus: str | None = run.run_id if run else None
         self.once = once
         self.stop_on_exit = stop_on_exit
         self.deadline = time.monotonic() + timeout if timeout else None
@@ -106,7 +107,7 @@ class Watcher:
         self.waiting_said = False
         self.since = time.time()
         # The model's owner names its keys (an admin may watch someone else's model).
-        self.model_owner = str(model.get("owner") or owner)
+        self.model_owner = model.owner or owner
         self.queue = WatchQueue(amqp_url, [run_pattern(self.model_owner, self.model_key)], name="fitwire-watch")
         self.progress = Progress(
             TextColumn("{task.description}", markup=False),  # run names and metric names are remote text
@@ -162,7 +163,7 @@ class Watcher:
             return
         self.waiting_said = True
         self._print(
-            display.remote(f"Waiting for the next run of model {self.model.get('name', '')} ({self.model_key})… "
+            display.remote(f"Waiting for the next run of model {self.model.name} ({self.model_key})… "
                            "Ctrl+C to leave.", style="dim")
         )
 
@@ -183,11 +184,11 @@ class Watcher:
 
     def _history(self) -> None:
         runs = self.client.runs(self.model_key)
-        done = [r for r in runs if r.get("status") != "running" and r["run_id"] != self.focus]
-        title = f"Model {self.model.get('name', '')} ({self.model_key}): {len(runs)} run(s)"
+        done = [r for r in runs if r.status != "running" and r.run_id != self.focus]
+        title = f"Model {self.model.name} ({self.model_key}): {len(runs)} run(s)"
         if done:
             shown = done[:HISTORY_ROWS]
-            epochs = self.client.epochs_of([r["run_id"] for r in shown])
+            epochs = self.client.epochs_of([r.run_id for r in shown])
             self._print(display.runs_table(shown, epochs, title=title + ", previous:"))
         else:
             self._print(display.remote(title, style="bold"))
@@ -198,12 +199,11 @@ class Watcher:
             self._sync(self.focus)
             return
         for run in self.client.runs(self.model_key):
-            view = self.views.get(run["run_id"])
-            started = display.parse_time(run.get("started_at")) or 0.0
+            view = self.views.get(run.run_id)
             if (view is not None and not view.ended) or (
-                view is None and (run.get("status") == "running" or started >= self.since)
+                view is None and (run.status == "running" or run.started_at.timestamp() >= self.since)
             ):
-                self._sync(run["run_id"])
+                self._sync(run.run_id)
 
     def _sync(self, run_id: str) -> RunView | None:
         try:
@@ -212,21 +212,18 @@ class Watcher:
             if exc.status == 404:
                 return None  # its train_begin is still on its way to the webhook
             raise
-        run = state["run"]
+        run, epochs = state.run, state.epochs
         view = self._view_from_run(run)
-        epochs = state.get("epochs", [])
         partial = display.partial_epoch(run, epochs)
-        for epoch in sorted(epochs, key=lambda e: int(e["epoch"])):
-            number = int(epoch["epoch"])
-            self._epoch_done(view, number, epoch.get("logs") or {}, partial=number == partial)
-        if run.get("status") != "running":
-            ended = display.parse_time(run.get("ended_at"))
+        for epoch in sorted(epochs, key=lambda e: e.epoch):
+            self._epoch_done(view, epoch.epoch, dict(epoch.logs), partial=epoch.epoch == partial)
+        if run.status != "running":
+            ended = run.ended_at.timestamp() if run.ended_at else None
             took = ended - view.started if ended and view.started else None
-            self._finish(view, str(run["status"]), run.get("reason"), display.epochs_done(epochs), took,
-                         run.get("final_logs"))
+            self._finish(view, run.status, run.reason, display.epochs_done(epochs), took, dict(run.final_logs))
         elif view.epoch is None:
-            last = state.get("last_epoch")
-            self._start_epoch(view, int(last["epoch"]) + 1 if last else 0, known_start=False)
+            last = state.last_epoch
+            self._start_epoch(view, last.epoch + 1 if last else 0, known_start=False)
         return view
 
     def _try_sync(self, run_id: str) -> RunView | None:
@@ -236,17 +233,17 @@ class Watcher:
         except Unreachable:
             return None
 
-    def _view_from_run(self, run: dict[str, Any]) -> RunView:
-        view = self.views.get(run["run_id"])
+    def _view_from_run(self, run: Run) -> RunView:
+        view = self.views.get(run.run_id)
         if view is None:
-            view = RunView(run["run_id"], str(run.get("model_key", self.model_key)), "")
+            view = RunView(run.run_id, run.model_key, "")
             self.views[view.run_id] = view
             self.waiting_said = False
         view.label = display.run_label(run, view.run_id)
-        view.named = bool(run.get("name"))
-        view.epochs = run.get("epochs") or view.epochs
-        view.steps = run.get("steps") or view.steps
-        view.started = display.parse_time(run.get("started_at")) or view.started
+        view.named = True
+        view.epochs = run.epochs or view.epochs
+        view.steps = run.steps or view.steps
+        view.started = run.started_at.timestamp()
         view.last_seen = time.monotonic()
         return view
 
@@ -262,7 +259,7 @@ class Watcher:
             run = self.client.run(view.run_id)
         except (ApiError, Unreachable):
             return
-        view.named = bool(run.get("name"))
+        view.named = True
         view.label = display.run_label(run, view.run_id)
         if view.task is not None:
             self.progress.update(view.task, description=self._describe(view))

@@ -1,7 +1,8 @@
 """What the webhook stores and the HTTP API returns, one model each.
 
 The stores take and return these; the API's JSON is their ``model_dump`` (fields marked
-``exclude`` are the store's own and never leave it); ``/openapi.json`` and
+``exclude`` are the store's own and never leave it: an entity read from the API holds their
+defaults) and :func:`parse` reads it back; ``/openapi.json`` and
 ``docs/http-api.md`` list their fields (tests keep both equal to them). A field added
 here reaches every store, the API and ``--json`` at once (a SQL store also needs its
 column: a migration).
@@ -9,8 +10,9 @@ column: a migration).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -150,7 +152,8 @@ class Job(Entity):
     run_id: str
     pool: str
     owner: str = Field(description="The owner's username.")
-    owner_id: str = Field(exclude=True)
+    owner_id: str = Field("", exclude=True)
+    """The owner's user id: the store's own ("" in a job read from the API)."""
     model_key: str
     state: JobState
     reason: str | None
@@ -169,7 +172,8 @@ class Node(Entity):
 
     node_id: str
     name: str
-    created_by: str = Field(exclude=True)
+    created_by: str = Field("", exclude=True)
+    """The id of the admin who created the node: the store's own ("" in a node read from the API)."""
     created_at: datetime
     last_seen: datetime | None
     agent_version: str
@@ -188,7 +192,8 @@ class Dataset(Entity):
     dataset_id: str
     name: str
     owner: str = Field(description="The owner's username.")
-    owner_id: str = Field(exclude=True)
+    owner_id: str = Field("", exclude=True)
+    """The owner's user id: the store's own ("" in a dataset read from the API)."""
     public: bool = Field(description="Every user may see and train on a public dataset; admins publish.")
     format: DatasetFormat
     size: int = Field(description="Bytes of the uploaded file.")
@@ -197,4 +202,27 @@ class Dataset(Entity):
     info: CsvInfo | ImagesInfo = Field(description="CsvInfo for a csv dataset, ImagesInfo for images.")
 
 
-__all__ = ["Dataset", "Design", "Epoch", "Invitation", "Job", "Model", "Node", "Run", "RunStart", "RunState", "Token", "TrainedModel", "User"]
+E = TypeVar("E", bound=BaseModel)
+
+
+def parse(entity: type[E], data: Any) -> E:
+    """``entity`` from the API's JSON (:func:`dump`): the one way a client reads an answer.
+
+    Computed fields (``Run.name``, ``RunState.last_epoch``) are computed again, and a field this
+    build does not know (a newer server's) is ignored rather than refused; non-finite metrics come
+    back from the wire's ``"NaN"``/``"Infinity"`` strings as floats; the store's own fields
+    (``exclude``) keep their defaults.
+
+    Raises:
+        pydantic.ValidationError: ``data`` is not the entity (a field missing or of the wrong type).
+    """
+    return entity.model_validate(data, extra="ignore")
+
+
+def dump(entity: BaseModel) -> Any:
+    """``entity`` as the API's JSON shows it: every field but the store's own, computed ones too,
+    times in ISO 8601, non-finite numbers as the wire's strings (what ``--json`` prints)."""
+    return json.loads(entity.model_dump_json())
+
+
+__all__ = ["Dataset", "Design", "Epoch", "Invitation", "Job", "Model", "Node", "Run", "RunStart", "RunState", "Token", "TrainedModel", "User", "dump", "parse"]
