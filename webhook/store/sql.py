@@ -48,7 +48,6 @@ from fitwire.webhook.store.base import (
 )
 from fitwire.webhook.store.sql_agents import SqlAgents
 from fitwire.webhook.store.sql_datasets import SqlDatasets
-from fitwire.webhook.store.sql_group_commit import GroupCommit, wrote
 from fitwire.webhook.store.sql_schema import (
     EpochRow,
     JobRow,
@@ -161,9 +160,6 @@ class SqlStore(SqlAgents, SqlDatasets, SqlUsers, Store):
         # through the busy timeout.
         self._writer_lock = threading.RLock() if self.kind == "sqlite" else contextlib.nullcontext()
         self._upsert_epoch = _upsert_epoch(sqlite_insert if self.kind == "sqlite" else pg_insert)
-        # SQLite's one writer: epochs and ends that wait share a transaction (PostgreSQL writes
-        # different runs' epochs in parallel, so each keeps its own).
-        self._group = GroupCommit(lambda: self._session(write=True)) if self.kind == "sqlite" else None
         if auto_create is None:
             auto_create = self.kind == "sqlite"
         try:
@@ -209,14 +205,6 @@ class SqlStore(SqlAgents, SqlDatasets, SqlUsers, Store):
             raise
         finally:
             session.close()
-
-    def _write_one(self, statement: Any, values: dict[str, Any]) -> bool:
-        """One statement in a write transaction (on SQLite, shared with the writes waiting with it);
-        True when it wrote a row."""
-        if self._group is not None:
-            return self._group.execute(statement, values)
-        with self._session(write=True) as s:
-            return wrote(s.connection().execute(statement, values))
 
     # --- models ----------------------------------------------------------------------------
 
@@ -348,7 +336,8 @@ class SqlStore(SqlAgents, SqlDatasets, SqlUsers, Store):
         fields = {**epoch.model_dump(include=set(EPOCH_FIELDS)), "logs": to_wire_json(epoch.logs)}
         values = {"p_owner_id": owner_id, "p_run_id": run_id, "p_finished": sorted(FINISHED),
                   **{f"p_{name}": value for name, value in fields.items()}}
-        written = self._write_one(self._upsert_epoch, values)
+        with self._session(write=True) as s:
+            written = s.connection().execute(self._upsert_epoch, values).first() is not None
         run = self.get_run(owner_id, run_id)  # after the commit, outside the writer lock; DoesNotExist: not theirs
         if not written:  # the owner's run, so its state refused the epoch: it has finished
             raise InvalidState(f"The run {run_id!r} has finished ({run.status}); it takes no more epochs.")
@@ -360,7 +349,8 @@ class SqlStore(SqlAgents, SqlDatasets, SqlUsers, Store):
     ) -> Run:
         values = {"p_owner_id": owner_id, "p_run_id": run_id, "p_status": status, "p_reason": reason,
                   "p_final_logs": to_wire_json(logs), "p_ended_at": ended_at, "p_finished": sorted(FINISHED)}
-        self._write_one(_END_RUN, values)
+        with self._session(write=True) as s:
+            s.connection().execute(_END_RUN, values)
         # ended now, or before (a resent end changes nothing); DoesNotExist when not the owner's run
         return self.get_run(owner_id, run_id)
 
