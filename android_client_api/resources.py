@@ -11,64 +11,31 @@ gives back the JSON the server sent. Every route a client calls is written here 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote, urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fitwire.client_api.http import Client
 from fitwire.contract.entities import (
     Dataset,
     Epoch,
     Job,
+    ListedNode,
+    ListedTrained,
+    Login,
     Model,
-    Node,
     Run,
     RunState,
-    TrainedModel,
+    Session,
     User,
     parse,
 )
 from fitwire.contract.errors import ApiError
-from fitwire.contract.messages import Logs
 
 API = "/api/v1"
 
 E = TypeVar("E", bound=BaseModel)
-
-
-class Session(BaseModel):
-    """``GET /api/v1/session``: who the token is, and the broker to use with it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    user: User
-    amqp_url: str | None = None
-    protocol_versions: list[int] = Field(default_factory=list)
-    stomp_url: str | None = None
-
-
-class Login(BaseModel):
-    """``POST /api/v1/auth/login``: a new API token and whose it is."""
-
-    model_config = ConfigDict(frozen=True)
-
-    token: str
-    expires_at: datetime
-    user: User
-
-
-class ListedNode(Node):
-    """A node as the API shows it: the entity and when its token lapses (a setting, not stored)."""
-
-    token_expires_at: datetime
-
-
-class ListedTrained(TrainedModel):
-    """A trained model as ``GET …/trained`` lists it: the entity and its run's final metrics."""
-
-    metrics: Logs = Field(default_factory=dict)
 
 
 def _part(value: str) -> str:

@@ -1,10 +1,11 @@
 """What the webhook stores and the HTTP API returns, one model each.
 
-The stores take and return these; the API's JSON is their ``model_dump`` (fields marked
-``exclude`` are the store's own and never leave it: an entity read from the API holds their
-defaults) and :func:`parse` reads it back; ``/openapi.json`` and
-``docs/http-api.md`` list their fields (tests keep both equal to them). A field added
-here reaches every store, the API and ``--json`` at once (a SQL store also needs its
+The stores take and return these, and the API answers them; a few answers are an entity and
+more (:class:`Session`, :class:`Login`, :class:`ListedNode`, :class:`ListedTrained`). The API's
+JSON is their ``model_dump`` (fields marked ``exclude`` are the store's own and never leave it:
+an entity read from the API holds their defaults) and :func:`parse` reads it back;
+``/openapi.json`` and ``docs/http-api.md`` list their fields (tests keep both equal to them). A
+field added here reaches every store, the API and ``--json`` at once (a SQL store also needs its
 column: a migration).
 """
 
@@ -202,6 +203,48 @@ class Dataset(Entity):
     info: CsvInfo | ImagesInfo = Field(description="CsvInfo for a csv dataset, ImagesInfo for images.")
 
 
+# --- answers that are an entity and more ---------------------------------------------------------
+
+
+class Session(Entity):
+    """``GET /api/v1/session``: who the token is, and the broker to use with it."""
+
+    user: User
+    amqp_url: str | None = Field(None, description="The broker with the caller's own login (the token of the "
+                                                   "request as its password), or the shared developer broker.")
+    protocol_versions: list[int] = Field(default_factory=list, description="The wire-contract versions accepted.")
+    stomp_url: str | None = Field(None, description="Web STOMP for browsers, with the login of amqp_url.")
+
+
+class Login(Entity):
+    """``POST /api/v1/auth/login``: a new API token and whose it is."""
+
+    token: str
+    expires_at: datetime
+    user: User
+
+
+class ListedNode(Node):
+    """A node as the API shows it: the entity and when its token lapses (a setting, not stored)."""
+
+    token_expires_at: datetime
+
+    @classmethod
+    def of(cls, node: Node, token_expires_at: datetime) -> ListedNode:
+        return cls(token_expires_at=token_expires_at, **{name: getattr(node, name) for name in Node.model_fields})
+
+
+class ListedTrained(TrainedModel):
+    """A trained model as ``GET …/trained`` lists it: the entity and its run's final metrics
+    (empty once its run is deleted: the trained model stays until deleted itself)."""
+
+    metrics: Logs = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, trained: TrainedModel, metrics: Logs) -> ListedTrained:
+        return cls(metrics=metrics, **{name: getattr(trained, name) for name in TrainedModel.model_fields})
+
+
 E = TypeVar("E", bound=BaseModel)
 
 
@@ -225,4 +268,5 @@ def dump(entity: BaseModel) -> Any:
     return json.loads(entity.model_dump_json())
 
 
-__all__ = ["Dataset", "Design", "Epoch", "Invitation", "Job", "Model", "Node", "Run", "RunStart", "RunState", "Token", "TrainedModel", "User", "dump", "parse"]
+__all__ = ["Dataset", "Design", "Epoch", "Invitation", "Job", "ListedNode", "ListedTrained", "Login", "Model", "Node", "Run",
+           "RunStart", "RunState", "Session", "Token", "TrainedModel", "User", "dump", "parse"]

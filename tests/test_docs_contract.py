@@ -8,7 +8,18 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from fitwire.contract.entities import Dataset, Epoch, Job, Model, Run, User
+from fitwire.contract.entities import (
+    Dataset,
+    Epoch,
+    Job,
+    ListedNode,
+    ListedTrained,
+    Login,
+    Model,
+    Run,
+    Session,
+    User,
+)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "http-api.md"
 
@@ -25,7 +36,7 @@ def shown_fields(model: type[BaseModel]) -> set[str]:
     return {name for name, info in model.model_fields.items() if not info.exclude} | set(model.model_computed_fields)
 
 
-@pytest.mark.parametrize("model", [User, Model, Run, Epoch, Job, Dataset])
+@pytest.mark.parametrize("model", [User, Model, Run, Epoch, Job, Dataset, Session, Login, ListedTrained, ListedNode])
 def test_documented_shape_equals_the_entity(model: type[BaseModel]) -> None:
     assert documented_fields(model.__name__) == shown_fields(model)
 

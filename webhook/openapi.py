@@ -97,7 +97,7 @@ def _op(summary: str, responses: dict[str, Any], body: Any = None, auth: bool = 
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    from fitwire.contract.entities import Epoch, Model, Run, User
+    from fitwire.contract.entities import Epoch, Login, Model, Run, Session, User
     from fitwire.contract.http import LoginBody, ModelBody, PasswordBody, ProfileBody, SignupBody
 
     user, model, run, epoch = (model_ref(entity, "serialization") for entity in (User, Model, Run, Epoch))
@@ -108,11 +108,10 @@ def openapi_document() -> dict[str, Any]:
         "/health": {"get": _op("Service and store health.", _ok(_obj(status=_S, version=_S, store=_S)), auth=False)},
         "/openapi.json": {"get": _op("This document.", _ok({"type": "object"}), auth=False)},
         "/api/v1/session": {"get": _op("The caller, the broker URL and protocol versions.",
-                                       _ok(_obj(user=user, amqp_url=_S, protocol_versions={"type": "array", "items": _I},
-                                                                 stomp_url=_S)))},
+                                       _ok(model_ref(Session, "serialization")))},
         "/api/v1/auth/signup": {"post": _op("Sign up (open, or with an invitation).", _ok(user, "201"), SignupBody, auth=False)},
         "/api/v1/auth/login": {"post": _op("Log in; returns an API token.",
-                                           _ok(_obj(token=_S, expires_at=_T, user=user)), LoginBody, auth=False)},
+                                           _ok(model_ref(Login, "serialization")), LoginBody, auth=False)},
         "/api/v1/auth/logout": {"post": _op("Revoke the token used.", _ok(None, "204"))},
         "/api/v1/me": {"get": _op("The caller's profile.", _ok(user)),
                        "patch": _op("Change the display name.", _ok(user), ProfileBody)},

@@ -5,29 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from fitwire.contract import NodeTelemetry
-from fitwire.contract.entities import Job, Node
-from fitwire.webhook.openapi import _I, _S, _T, REF_TEMPLATE, _obj, _ok, _op, _ref, model_ref
+from fitwire.contract.entities import Job, ListedNode
+from fitwire.webhook.openapi import _I, _S, _T, _obj, _ok, _op, _ref, model_ref
 
 _NULLABLE_S = {"type": "string", "nullable": True}
 
 
 def agent_schemas() -> dict[str, Any]:
-    node = Node.model_json_schema(ref_template=REF_TEMPLATE, mode="serialization")
-    node["properties"]["token_expires_at"] = _T  # when its token lapses: a setting, not stored
-    node["required"] = [*node.get("required", []), "token_expires_at"]
     model_ref(Job, "serialization")
+    model_ref(ListedNode, "serialization")
     return {
         "DeadLetter": _obj(job_id=_NULLABLE_S, owner=_NULLABLE_S, pool=_S, reason=_S, queue=_S,
                            died_at={"type": "number", "nullable": True}, decodable={"type": "boolean"},
                            error=_NULLABLE_S, size=_I, body=_S),
-        "Node": node,
     }
 
 
 def agent_paths() -> dict[str, dict[str, Any]]:
     from fitwire.contract.http import ClaimBody, NodeBody, StateBody, SubmitBody
 
-    job, node = _ref("Job"), _ref("Node")
+    job, node = _ref("Job"), _ref("ListedNode")
     report = model_ref(NodeTelemetry)
     raw = {"200": {"description": "The artifact's bytes.",
                    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, request
 
+from fitwire.contract.entities import Login
 from fitwire.contract.errors import PermissionDenied, Unauthenticated
 from fitwire.contract.http import LoginBody, PasswordBody, ProfileBody, SignupBody
 from fitwire.webhook.api.common import (
@@ -75,7 +76,7 @@ def login() -> dict[str, Any]:
     token = new_secret()
     expires_at = now() + timedelta(seconds=current_app.config["TOKEN_TTL_SECONDS"])
     store().create_token(creds.user.id, hash_secret(token), expires_at)
-    return {"token": token, "expires_at": iso(expires_at), "user": to_json(creds.user)}
+    return to_json(Login(token=token, expires_at=expires_at, user=creds.user))
 
 
 @bp.post("/auth/logout")

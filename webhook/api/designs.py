@@ -23,7 +23,7 @@ from flask import Blueprint, current_app, g
 from fitwire.contract import Job as WireJob
 from fitwire.contract import JobSpec, new_id
 from fitwire.contract.datasets import CsvInfo, ImagesInfo
-from fitwire.contract.entities import Dataset, Design, Model, TrainedModel
+from fitwire.contract.entities import Dataset, Design, ListedTrained, Model
 from fitwire.contract.errors import BadRequest, InvalidState, NotFound
 from fitwire.contract.http import CloneBody, ShapeBody, TrainBody, ValidateBody
 from fitwire.contract.spec_shapes import default_loss, default_metrics, infer
@@ -247,7 +247,7 @@ def designs_paths() -> dict[str, dict[str, Any]]:
 
     model, job = model_ref(Model, "serialization"), model_ref(Job, "serialization")
     keyed = ("key",)
-    trained = {**model_ref(TrainedModel, "serialization")}
+    trained = model_ref(ListedTrained, "serialization")
     return {
         "/api/v1/specs/validate": {"post": _op(
             "A spec's layers with output shapes and parameter counts (400 naming the layer and field).",
@@ -267,7 +267,7 @@ def designs_paths() -> dict[str, dict[str, Any]]:
                                                    TrainBody, params=keyed)},
         "/api/v1/models/{key}/trained": {"get": _op(
             "The model's trained models with their runs' final metrics.",
-            _ok(_obj(trained={"type": "array", "items": {**trained}})), params=keyed)},
+            _ok(_obj(trained={"type": "array", "items": trained})), params=keyed)},
         "/api/v1/models/{key}/trained/{run_id}/file": {"get": _op(
             "A trained model (.keras).", {"200": {"description": "The file.", "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},

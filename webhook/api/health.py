@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, g
 
 from fitwire import __version__
+from fitwire.contract.entities import Session
 from fitwire.contract.version import SUPPORTED_VERSIONS
 from fitwire.webhook.api.broker_auth import login_url
 from fitwire.webhook.api.common import bearer_token, store, to_json
@@ -39,9 +40,9 @@ def session() -> tuple[dict[str, Any], int, dict[str, str]]:
         amqp_url = job_login_url(g.job, bearer_token() or "")
     elif current_app.config["BROKER_LOGINS"] != "shared":
         amqp_url = login_url(amqp_url, g.user.username, bearer_token() or "")
-    body = {"user": to_json(g.user), "amqp_url": amqp_url, "protocol_versions": list(SUPPORTED_VERSIONS),
-            "stomp_url": stomp_url()}  # browsers: Web STOMP, with the same login as amqp_url
-    return body, 200, {"Cache-Control": "no-store"}  # it carries a credential
+    body = Session(user=g.user, amqp_url=amqp_url, protocol_versions=list(SUPPORTED_VERSIONS),
+                   stomp_url=stomp_url())  # browsers: Web STOMP, with the same login as amqp_url
+    return to_json(body), 200, {"Cache-Control": "no-store"}  # it carries a credential
 
 
 @bp.get("/openapi.json")

@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, g, request
 
 from fitwire.broker.topology import job_username, node_username
 from fitwire.contract import DecodeError, NodeTelemetry, decode, new_id
+from fitwire.contract.entities import ListedNode
 from fitwire.contract.errors import BadRequest, Unauthenticated
 from fitwire.contract.http import NodeBody
 from fitwire.contract.version import SUPPORTED_VERSIONS
@@ -116,8 +117,8 @@ def job_login_url(job: Job, token: str) -> str:
 
 
 def node_json(node: Node) -> dict[str, Any]:
-    """A node as the API shows it: the entity and when its token lapses (a setting, not stored)."""
-    return {**to_json(node), "token_expires_at": iso(token_expires_at(node))}
+    """A node as the API shows it (:class:`ListedNode`): the entity and when its token lapses."""
+    return to_json(ListedNode.of(node, token_expires_at(node)))
 
 
 def telemetry_body() -> NodeTelemetry:

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, g, send_file
 
 from fitwire.artifacts import LocalArtifacts
-from fitwire.contract.entities import Design, Job, TrainedModel
+from fitwire.contract.entities import Design, Job, ListedTrained, TrainedModel
 from fitwire.contract.errors import NotFound
 from fitwire.webhook.api.artifacts import artifacts
 from fitwire.webhook.api.common import authenticated, now, store, to_json
@@ -68,10 +68,10 @@ def list_trained(key: str) -> dict[str, Any]:
     entries = []
     for entry in model.design.trained if model.design else ():
         try:
-            metrics = to_json(store().get_run(g.user.id, entry.run_id))["final_logs"]
+            metrics = store().get_run(g.user.id, entry.run_id).final_logs
         except DoesNotExist:
             metrics = {}  # its run was deleted; the trained model stays until deleted itself
-        entries.append({**to_json(entry), "metrics": metrics})
+        entries.append(to_json(ListedTrained.of(entry, metrics)))
     return {"trained": entries}
 
 
