@@ -116,7 +116,8 @@ def _mlflow(tmp: Path) -> Variant:
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")  # MLflow 3's default backend
-    mlflow.set_experiment("fitwire-bench")
+    # its artifacts in the bench's temporary directory too, not ./mlruns in the working tree
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("fitwire-bench", artifact_location=tmp.as_uri()))
     try:
         from mlflow.keras import MlflowCallback
     except ImportError:  # older MLflow: the TensorFlow flavour has it

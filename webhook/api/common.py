@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 from pydantic import BaseModel, ValidationError
 
+from fitwire.contract.entities import dump
 from fitwire.contract.errors import BadRequest, PermissionDenied, Unauthenticated
 from fitwire.contract.http import ID_PATTERN
 from fitwire.webhook.security import hash_secret
-from fitwire.webhook.store.base import Store, to_wire_json
+from fitwire.webhook.store.base import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 B = TypeVar("B", bound=BaseModel)
@@ -176,6 +177,7 @@ def check_id(value: str, what: str) -> str:
 
 def to_json(entity: BaseModel) -> dict[str, Any]:
     """An entity as the API returns it: every field it shows (``docs/http-api.md``), times in ISO 8601
-    UTC, non-finite numbers as the wire writes them. The one place entities become JSON."""
-    return to_wire_json(entity.model_dump(mode="json"))  # type: ignore[no-any-return]
+    UTC, non-finite numbers as the wire writes them: the contract's :func:`dump`, which the client's
+    ``parse`` reads back."""
+    return dump(entity)  # type: ignore[no-any-return]
 
