@@ -260,8 +260,8 @@ def stop_to_halt(tmp: Path, trials: int, busy: int) -> None:
             row.update(_trial_marks(marks.marks, sent.get("flag", returned)))
             rows.append(row)
             _pace(marks.marks, sent.get("flag", returned), pace)
+        sender.close()  # now: idle through the control trials, its heartbeats unserviced, the broker would drop it
         control = _keras_only(model, x, y, vx, vy, batch, trials, rng)
-    sender.close()
     _report(rows, train_step, eval_step, busy)
     print(f"  control, Keras alone ({len(control)} trials, same load): a plain thread sets stop_training "
           f"(and stop_evaluating in validation; a later validation is cut as the Tracker does) at a random time; set → fit returned: "
@@ -312,6 +312,8 @@ def _keras_only(model: Any, x: Any, y: Any, vx: Any, vy: Any, batch: int, trials
         at: dict[str, float] = {}
 
         def stop_later(flags: _Flags = flags, at: dict[str, float] = at) -> None:
+            while flags.model is None:  # fit has not begun yet (a slow machine)
+                time.sleep(0.01)
             time.sleep(0.3 + rng.uniform(0.2, 1.0))  # about when the Tracker trials sent theirs
             at["set"] = time.perf_counter()
             flags.model.stop_training = True
