@@ -72,8 +72,9 @@ def say(text: str) -> None:
 class Demo:
     """The processes the demo started, so that every exit path ends them."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.data_dir = data_dir
+        self.port = port
         self.logs = data_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ)
@@ -118,7 +119,7 @@ class Demo:
 
     def broker(self) -> str:
         # The webhook's port first: a node `broker up` starts asks that URL about every login.
-        port = DEFAULT_PORT if _port_free(DEFAULT_PORT) else _free_port()
+        port = self.port or (DEFAULT_PORT if _port_free(DEFAULT_PORT) else _free_port())
         self.env["FITWIRE_WEBHOOK_URL"] = f"http://127.0.0.1:{port}"
         done = self.fitwire("dev", "broker", "up")
         url = done.stdout.strip().splitlines()[-1]
@@ -359,11 +360,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=8, help="the job's epochs")
     parser.add_argument("--steps", type=int, default=50, help="training batches per epoch")
     parser.add_argument("--delay", type=float, default=0.1, help="seconds slept after each batch")
+    parser.add_argument("--port", type=int, help=f"the webhook's port (default {DEFAULT_PORT} when free, else any "
+                                                 "free one; name one when several demos start at once)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminated)
 
     data_dir = Path(os.environ.get("FITWIRE_DATA_DIR") or ROOT / ".fitwire").resolve()
-    demo = Demo(data_dir)
+    demo = Demo(data_dir, args.port)
     try:
         demo.broker()
         demo.serve()

@@ -26,7 +26,8 @@ def test_run_demo_once_on_a_private_node_nobody_prepared(tmp_path: Path) -> None
     assert not answers(url)
     env = {**os.environ, "FITWIRE_DATA_DIR": str(tmp_path / "data"), "FITWIRE_AMQP_URL": url}
     env.pop("FITWIRE_TOKEN", None)
-    command = [sys.executable, str(ROOT / "scripts" / "run_demo.py"),
+    # its own port: test_demo.py's demo may hold the default one at the same time (another worker)
+    command = [sys.executable, str(ROOT / "scripts" / "run_demo.py"), "--port", str(free_port()),
                "--once", "--timeout", "150", "--epochs", "2", "--steps", "4", "--delay", "0.05"]
     try:
         # the demo's own `fitwire dev broker up` starts the private node, in the temp data dir
@@ -59,7 +60,8 @@ def test_run_demo_stops_at_once_naming_the_agent_log_when_the_agent_fails(amqp_u
         conn.close()
         env = {**os.environ, "FITWIRE_DATA_DIR": str(tmp_path / "data"), "FITWIRE_AMQP_URL": url}
         env.pop("FITWIRE_TOKEN", None)
-        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_demo.py"), "--once", "--timeout", "60"],
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_demo.py"), "--once", "--timeout", "60",
+                               "--port", str(free_port())],
                               env=env, capture_output=True, text=True, timeout=400)
 
     agent_log = tmp_path / "data" / "logs" / "agent.log"
