@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,6 +30,28 @@ def user(store: Store, name: str = "alice", **kwargs: object) -> User:
 
 def start(run_id: str, key: str, **kwargs: object) -> RunStart:
     return RunStart(run_id=run_id, model_key=key, started_at=NOW, **kwargs)  # type: ignore[arg-type]
+
+
+def at_once(threads: int, work: Callable[[int], None]) -> None:
+    """``work(0)`` … ``work(threads - 1)``, each in its own thread, released together by a barrier;
+    raises the first error any of them raised (a thread's failure must fail the test)."""
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            work(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    started = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 # --- users, tokens, invitations -----------------------------------------------------------
@@ -288,26 +311,17 @@ def test_concurrent_fits_get_distinct_consecutive_numbers(store_url: str) -> Non
     alice = user(setup)
     setup.create_model(alice.id, "k1", "mnist", NOW)
     stores = [open_store(store_url) for _ in range(8)]
-    barrier = threading.Barrier(len(stores))
     numbers: list[int] = []
-    errors: list[BaseException] = []
 
-    def fit(i: int, s: Store) -> None:
-        try:
-            barrier.wait()
-            for j in range(3):
-                numbers.append(s.begin_run(alice.id, start(f"r{i}_{j}", "k1"))[0].number)
-        except BaseException as exc:  # collected: a thread's failure must fail the test
-            errors.append(exc)
+    def fit(i: int) -> None:
+        for j in range(3):
+            numbers.append(stores[i].begin_run(alice.id, start(f"r{i}_{j}", "k1"))[0].number)
 
-    threads = [threading.Thread(target=fit, args=(i, s)) for i, s in enumerate(stores)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for s in stores:
-        s.close()
-    assert errors == []
+    try:
+        at_once(len(stores), fit)
+    finally:
+        for s in stores:
+            s.close()
     assert sorted(numbers) == list(range(1, 25))
     assert [r.number for r in setup.list_runs(alice.id, "k1")] == list(range(24, 0, -1))
     assert setup.get_model(alice.id, "k1").runs == 24
@@ -325,23 +339,12 @@ def test_firestore_run_counter_holds_under_transaction_conflicts(request: pytest
     setup.create_model(alice.id, "k1", "mnist", NOW)
     stores = [FirestoreStore(FIRESTORE_PROJECT, serialize_runs=False) for _ in range(2)]
     numbers: list[int] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(2)
 
     def fit(i: int) -> None:
-        try:
-            barrier.wait()
-            for j in range(2):
-                numbers.append(stores[i].begin_run(alice.id, start(f"r{i}_{j}", "k1"))[0].number)
-        except BaseException as exc:  # collected: a thread's failure must fail the test
-            errors.append(exc)
+        for j in range(2):
+            numbers.append(stores[i].begin_run(alice.id, start(f"r{i}_{j}", "k1"))[0].number)
 
-    threads = [threading.Thread(target=fit, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    at_once(2, fit)
     assert sorted(numbers) == [1, 2, 3, 4]
     assert setup.get_model(alice.id, "k1").runs == 4
 
@@ -391,29 +394,18 @@ def test_concurrent_epochs_and_ends_of_many_runs_are_each_stored_or_refused_alon
     for i in range(8):
         store.begin_run(alice.id, start(f"r{i}", "k1"))
     store.end_run(alice.id, "r7", "completed", None, {}, NOW)
-    barrier = threading.Barrier(32)
     refused: list[str] = []
-    errors: list[BaseException] = []
 
     def write(t: int) -> None:
-        try:
-            barrier.wait()
-            for k in range(4):
-                run_id = f"r{(t + k) % 8}"
-                try:
-                    store.upsert_epoch(alice.id, Epoch(run_id=run_id, epoch=t * 4 + k, logs={"loss": float(t)},
-                                                       ended_at=NOW))
-                except InvalidState:
-                    refused.append(run_id)
-        except BaseException as exc:  # collected: a thread's failure must fail the test
-            errors.append(exc)
+        for k in range(4):
+            run_id = f"r{(t + k) % 8}"
+            try:
+                store.upsert_epoch(alice.id, Epoch(run_id=run_id, epoch=t * 4 + k, logs={"loss": float(t)},
+                                                   ended_at=NOW))
+            except InvalidState:
+                refused.append(run_id)
 
-    threads = [threading.Thread(target=write, args=(t,)) for t in range(32)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    at_once(32, write)
     assert set(refused) == {"r7"} and len(refused) == 16
     stored = {i: store.list_epochs(alice.id, f"r{i}") for i in range(8)}
     assert sum(len(epochs) for epochs in stored.values()) == 128 - 16 and stored[7] == []
