@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pika
 import pytest
 
+from fitwire.broker import adapter
 from fitwire.broker.adapter import (
     Broker,
     Consumer,
@@ -251,3 +252,67 @@ def test_reopen_returns_when_its_stop_event_is_set_while_nothing_answers() -> No
                            on_failure=lambda exc, delay: failures.append((exc, delay))) is False
     assert time.monotonic() - started < 3.0  # not the 10 s step: the wait ends with the event
     assert len(failures) == 1 and isinstance(failures[0][0], BrokerUnavailable) and failures[0][1] == 10.0
+
+
+def _private_consumer(amqp_url: str, received: list[bytes]) -> tuple[Consumer, str]:
+    """A consumer of its own private queue on the progress exchange, and the routing key that reaches it."""
+    consumer = Watcher(Broker(amqp_url, name=f"adapter-{new_id()[:8]}", uses=LIVE), PROGRESS.name,
+                       [f"adapter.{new_id()[:8]}"], received.append)
+    consumer.open()
+    return consumer, consumer.binding_keys[0]
+
+
+def test_poll_sleeps_until_a_message_a_wake_or_a_callback_not_until_its_timeout(
+    amqp_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The consumer sleeps in poll(2) on its socket (not in pika): each of these must end the sleep.
+    monkeypatch.setattr(adapter, "MAX_WAIT_S", 60.0)  # no periodic service hides a missed wake-up
+    received: list[bytes] = []
+    consumer, key = _private_consumer(amqp_url, received)
+    publisher = Broker(amqp_url, name=f"adapter-{new_id()[:8]}", uses=LIVE)
+    ran: list[str] = []
+
+    def poll_until(done: Callable[[], bool]) -> float:
+        started = time.monotonic()
+        while not done() and time.monotonic() - started < 20.0:
+            consumer.poll(30.0)
+        return time.monotonic() - started
+
+    try:
+        consumer.poll(0.3)  # what opening left to dispatch
+        started = time.monotonic()
+        consumer.poll(0.3)  # nothing happens: it sleeps its timeout, not longer
+        assert 0.25 <= time.monotonic() - started < 10.0
+        threading.Timer(0.2, consumer.wake).start()
+        started = time.monotonic()
+        consumer.poll(30.0)
+        assert 0.15 <= time.monotonic() - started < 10.0
+        threading.Timer(0.2, lambda: publisher.publish(PROGRESS.name, key, b"hello")).start()
+        assert poll_until(lambda: bool(received)) < 10.0 and received == [b"hello"]
+        threading.Timer(0.2, lambda: consumer.call_soon(lambda: ran.append("callback"))).start()
+        assert poll_until(lambda: bool(ran)) < 10.0 and ran == ["callback"]
+    finally:
+        consumer.close()
+        publisher.close()
+
+
+def test_messages_read_while_the_consumer_published_are_delivered_without_sleeping(
+    amqp_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # pika reads the socket inside a publish; what it read then is no longer in the kernel, so
+    # a poll that slept on the socket would wait for the next traffic (here: never) to deliver it.
+    monkeypatch.setattr(adapter, "MAX_WAIT_S", 60.0)
+    received: list[bytes] = []
+    consumer, key = _private_consumer(amqp_url, received)
+    try:
+        for i in range(20):  # to its own queue
+            consumer.publish(PROGRESS.name, key, str(i).encode())
+        time.sleep(0.5)  # all 20 deliveries wait in the kernel's buffer …
+        consumer.publish(PROGRESS.name, "adapter.nobody", b"elsewhere")  # … which this publish reads into pika
+        started = time.monotonic()
+        while len(received) < 20 and time.monotonic() - started < 20.0:
+            consumer.poll(30.0)  # and then no traffic comes: the socket stays quiet
+        assert len(received) == 20
+        assert time.monotonic() - started < 10.0
+    finally:
+        consumer.close()
