@@ -59,6 +59,7 @@ def _drive(cfg: dict[str, Any], results: Any) -> None:
         session_class = getattr(module, name)
     logging.getLogger("fitwire").setLevel(logging.ERROR)
     posts: list[float] = []
+    posted_at: list[float] = []  # when each POST began, in s after this process started its runs (runs_began)
     failed: list[str] = []
     original = requests.Session.post
 
@@ -73,6 +74,7 @@ def _drive(cfg: dict[str, Any], results: Any) -> None:
         finally:
             if url.endswith(EVENTS_PATH):
                 posts.append(time.perf_counter() - started)
+                posted_at.append(started - runs_began)
         if url.endswith(EVENTS_PATH) and not response.ok:
             failed.append(f"HTTP {response.status_code}")
         return response
@@ -109,12 +111,13 @@ def _drive(cfg: dict[str, Any], results: Any) -> None:
                          "coalesced": session._events.coalesced, "stored": session.stored})
 
     threads = [threading.Thread(target=one_run, args=(rid, off)) for rid, off in cfg["runs"]]
+    runs_began = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    results.put({"role": "driver", "runs": runs, "posts": posts, "failed": failed,
+    results.put({"role": "driver", "runs": runs, "posts": posts, "posted_at": posted_at, "failed": failed,
                  "cpu": usage.ru_utime + usage.ru_stime})
 
 
@@ -348,11 +351,16 @@ def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float
             for what in o.get("failed", []):
                 failed[what] = failed.get(what, 0) + 1
         print(f"    failed (the outbox retries them later): {failed or 'none'}", flush=True)
+        phases = _post_phases(outs, epoch_seconds=steps / batch_rate, run_seconds=epochs * steps / batch_rate)
+        print("    by phase: " + "; ".join(
+            f"{name} {len(values)} POSTs, p50 {percentile(values, 50):.0f} ms, p99 {percentile(values, 99):.0f} ms"
+            for name, values in phases.items() if values), flush=True)
     if in_app:
         _report_server(in_app, server_threads)
     summary = {"stored": float(stored_total), "published": float(published), "watched": float(watched_total),
                "left": float(left)}
-    for name, values in (("post", posts), ("batch_lat", batch_lat), ("epoch_lat", epoch_lat),
+    steady = _post_phases(outs, epoch_seconds=steps / batch_rate, run_seconds=epochs * steps / batch_rate)[STEADY]
+    for name, values in (("post", posts), ("post_steady", steady), ("batch_lat", batch_lat), ("epoch_lat", epoch_lat),
                          *((part, [r.get(part, 0.0) * 1000 for r in in_app]) for part, _ in SERVER_PARTS)):
         if values:
             summary[f"{name}_p50"], summary[f"{name}_p99"] = percentile(values, 50), percentile(values, 99)
@@ -362,6 +370,23 @@ def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float
     for name, seconds in (("runs (driver processes)", drivers_cpu), ("watchers", watchers_cpu), *cpu.items()):
         print(f"    {name:28s} {seconds:7.1f} s  ({seconds / wall:.2f} cores)", flush=True)
     return summary
+
+
+STEADY = "all runs live"
+
+
+def _post_phases(outs: list[dict[str, Any]], epoch_seconds: float, run_seconds: float) -> dict[str, list[float]]:
+    """The runs' POST times (ms) by when they began: while runs start, while all are live, while they end.
+
+    Runs start over the first epoch, so the first two epochs' time holds every ``train_begin`` and
+    the connection set-ups; the first run ends ``run_seconds`` in.
+    """
+    phases: dict[str, list[float]] = {"runs starting": [], STEADY: [], "runs ending": []}
+    for o in outs:
+        for at, seconds in zip(o.get("posted_at", ()), o.get("posts", ()), strict=False):
+            name = "runs starting" if at < 2 * epoch_seconds else "runs ending" if at >= run_seconds else STEADY
+            phases[name].append(seconds * 1000)
+    return phases
 
 
 SERVER_PARTS = (
@@ -412,7 +437,8 @@ def _compare(rows: list[tuple[str, dict[str, float]]]) -> None:
     print("\nSide by side (median over each variant's rounds; ms):", flush=True)
     columns = (("POST p50", "post_p50"), ("POST p99", "post_p99"), ("queue p99", "queue_p99"),
                ("app p99", "app_p99"), ("lock wait p99", "lock_wait_p99"), ("write p99", "lock_held_p99"),
-               ("auth p99", "auth_p99"), ("watch p99", "batch_lat_p99"), ("stored", "stored"))
+               ("auth p99", "auth_p99"), ("live POST p99", "post_steady_p99"), ("watch p99", "batch_lat_p99"),
+               ("stored", "stored"))
     print(f"  {'variant':18s}" + "".join(f"{title:>14s}" for title, _ in columns), flush=True)
     for label in dict.fromkeys(label for label, _ in rows):
         mine = [summary for name, summary in rows if name == label]
