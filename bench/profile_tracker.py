@@ -131,8 +131,11 @@ def fit_profile(steps: int, factory: Any) -> None:
         spy.cpu.clear()
         tracked_cb = factory("bench-profile", cfg)
         tracked = _fit(model, xs, ys, [tracked_cb])
+        thread = getattr(getattr(tracked_cb, "session", None), "_transport", None)
+        if thread is not None:
+            thread.join(10)  # fit returns before the connection's close handshake: its CPU comes at the end
         transport_cpu = spy.cpu[-1] if spy.cpu else float("nan")
-        published = getattr(getattr(getattr(tracked_cb, "session", None), "_transport", None), "published", "?")
+        published = getattr(thread, "published", "?")
         spy.profile = True
         model.fit(xs, ys, batch_size=32, verbose=0, callbacks=[factory("bench-profile", cfg)])
     print(f"\n1. fit of {steps} steps, tiny MLP (batch 32): per batch, µs")
