@@ -13,6 +13,20 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def stolen_seconds() -> float:
+    """CPU time the hypervisor gave other guests while this VM wanted it (``steal`` in /proc/stat), all cores.
+
+    A benchmark prints how much of it fell within its run: on a shared host it says when the
+    figures were measured on a machine that was not all there. 0 where /proc/stat is missing.
+    """
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     idx = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))

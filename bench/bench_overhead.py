@@ -45,7 +45,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench._common import Build, amqp_url, calibrated, convnet, mlp, require_broker, settings
+from bench._common import (
+    Build,
+    amqp_url,
+    calibrated,
+    convnet,
+    mlp,
+    require_broker,
+    settings,
+    stolen_seconds,
+)
 
 ROUNDS = 5
 FIT_SECONDS = 2.0
@@ -204,6 +213,7 @@ def measure(workload: str, rounds: int, fit_seconds: float, extra: list[str], wa
         if only:
             rows = [rows[0], *(v for v in rows[1:] if any(o.lower() in v.name.lower() for o in only))]
         active = [v for v in rows if not v.skipped]
+        stolen, began = stolen_seconds(), time.perf_counter()
         for v in active:  # warm-up: first-use costs (imports, tracing, connections) are not overhead
             callbacks = v.make()
             model.fit(xs[: batch * 10], ys[: batch * 10], batch_size=batch, epochs=1, verbose=0,
@@ -220,11 +230,14 @@ def measure(workload: str, rounds: int, fit_seconds: float, extra: list[str], wa
                 if counter is not None and v.counted:
                     run_id = callbacks[0].run_id
                     v.delivered.append(counter.counts().get(run_id, 0) / steps)
+        stolen, wall = stolen_seconds() - stolen, time.perf_counter() - began
     if counter is not None:
         counter.close()
     plain = rows[0].times
     print(f"\n{title}: {step * 1000:.2f} ms/step measured, {steps} steps per fit (batch {batch}), "
-          f"{rounds} alternating rounds; ratio = fit time / plain fit in the same round", flush=True)
+          f"{rounds} alternating rounds; ratio = fit time / plain fit in the same round; the hypervisor took "
+          f"{stolen:.1f} s of CPU from this VM in those {wall:.0f} s (steal: other guests of a shared host)",
+          flush=True)
     print("| variant | fit-time ratio, median (min–max) | cost per batch | batches delivered |", flush=True)
     print("| --- | --- | --- | --- |", flush=True)
     for v in rows:

@@ -34,7 +34,7 @@ from typing import Any
 
 import requests
 
-from bench._common import amqp_url, percentile, require_broker
+from bench._common import amqp_url, percentile, require_broker, stolen_seconds
 
 EVENTS_PATH = "/api/v1/events"
 
@@ -273,6 +273,7 @@ def run(n_runs: int, seconds: float, drivers: int, watcher_procs: int, batch_rat
                 raise RuntimeError("a watcher process did not come up")
         broker_pid, server_pid = _broker_pid(), _server_pid(base.rsplit(":", 1)[1])
         cpu_before = {"broker (beam.smp)": _cpu_of(broker_pid), "webhook (waitress)": _cpu_of(server_pid)}
+        stolen_before = stolen_seconds()
         started = time.perf_counter()
         offsets = [epoch_seconds * i / n_runs for i in range(n_runs)]  # starts spread over one epoch
         procs = []
@@ -292,6 +293,7 @@ def run(n_runs: int, seconds: float, drivers: int, watcher_procs: int, batch_rat
             p.join(30)
         cpu = {name: _cpu_of(pid) - cpu_before[name]
                for name, pid in (("broker (beam.smp)", broker_pid), ("webhook (waitress)", server_pid))}
+        cpu["taken by the hypervisor (steal)"] = stolen_seconds() - stolen_before  # a shared host's other guests
         stored_epochs, status = _stored(base, token, run_ids)
         data = Path(tmp) / "data"
         left = sum(_outbox_left(d) for d in ([data / rid for rid in run_ids] if data_dir_per_run else [data]))
@@ -368,7 +370,7 @@ def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float
     watchers_cpu = sum(o["cpu"] for o in outs if o["role"] == "watcher")
     print("  CPU, seconds (and cores busy on average over the run):", flush=True)
     for name, seconds in (("runs (driver processes)", drivers_cpu), ("watchers", watchers_cpu), *cpu.items()):
-        print(f"    {name:28s} {seconds:7.1f} s  ({seconds / wall:.2f} cores)", flush=True)
+        print(f"    {name:32s} {seconds:7.1f} s  ({seconds / wall:.2f} cores)", flush=True)
     return summary
 
 

@@ -328,6 +328,29 @@ def test_concurrent_fits_get_distinct_consecutive_numbers(store_url: str) -> Non
     setup.close()
 
 
+def test_one_run_begun_by_many_at_once_is_created_once_with_one_number(store_url: str) -> None:
+    """An outbox resending ``train_begin`` while the first is in flight: one run, one number, one creation."""
+    setup = open_store(store_url)
+    alice = user(setup)
+    setup.create_model(alice.id, "k1", "mnist", NOW)
+    stores = [open_store(store_url) for _ in range(8)]
+    answers: list[tuple[int, bool]] = []
+
+    def begin(i: int) -> None:
+        run, created = stores[i].begin_run(alice.id, start("r1", "k1"))
+        answers.append((run.number, created))
+
+    try:
+        at_once(len(stores), begin)
+    finally:
+        for s in stores:
+            s.close()
+    assert sorted(answers) == [(1, False)] * 7 + [(1, True)]
+    assert setup.get_model(alice.id, "k1").runs == 1
+    assert setup.begin_run(alice.id, start("r2", "k1"))[0].number == 2  # no number was used up by a loser
+    setup.close()
+
+
 def test_firestore_run_counter_holds_under_transaction_conflicts(request: pytest.FixtureRequest) -> None:
     """Without the in-process lock, only the Firestore transaction keeps concurrent numbers apart."""
     from fitwire.webhook.store.firestore import FirestoreStore
