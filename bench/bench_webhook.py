@@ -129,8 +129,12 @@ def _token_and_model(store_url: str, base: str) -> tuple[str, str]:
     return token, key
 
 
-def _measure(base: str, token: str, key: str, clients: int) -> tuple[int, float, list[float]]:
-    """(requests, seconds, latencies) of ``clients`` threads posting epoch_end for SECONDS after a warm-up."""
+def _measure(base: str, token: str, key: str, clients: int, minimal: bool = False,
+             seconds: float = SECONDS) -> tuple[int, float, list[float]]:
+    """(requests, seconds, latencies) of ``clients`` threads posting epoch_end for SECONDS after a warm-up.
+
+    ``minimal``: with ``Prefer: return=minimal``, as the Tracker's outbox sends them (204, no run read back).
+    """
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     latencies: list[list[float]] = [[] for _ in range(clients)]
     failures: list[str] = []
@@ -143,14 +147,15 @@ def _measure(base: str, token: str, key: str, clients: int) -> tuple[int, float,
             http.post(f"{base}/api/v1/events", data=encode(TrainBegin(run_id=run_id, model_key=key)),
                       headers=headers, timeout=30).raise_for_status()
             barrier.wait()
-            epoch = 0
+            epoch, ok = 0, 204 if minimal else 200
             while time.perf_counter() < window["end"]:
                 body = encode(EpochEnd(run_id=run_id, model_key=key, epoch=epoch // 2,
                                        logs={"loss": 1.0 / (epoch + 1), "accuracy": 0.5}))
                 started = time.perf_counter()
-                response = http.post(f"{base}/api/v1/events", data=body, headers=headers, timeout=30)
+                response = http.post(f"{base}/api/v1/events", data=body, timeout=30,
+                                     headers={**headers, "Prefer": "return=minimal"} if minimal else headers)
                 done = time.perf_counter()
-                if response.status_code != 200:
+                if response.status_code != ok:
                     failures.append(f"{response.status_code} {response.text[:200]}")
                     return
                 if started >= window["start"]:
@@ -161,14 +166,14 @@ def _measure(base: str, token: str, key: str, clients: int) -> tuple[int, float,
     for t in threads:
         t.start()
     now = time.perf_counter()
-    window.update(start=now + WARMUP_SECONDS, end=now + WARMUP_SECONDS + SECONDS)
+    window.update(start=now + WARMUP_SECONDS, end=now + WARMUP_SECONDS + seconds)
     barrier.wait()
     for t in threads:
         t.join()
     if failures:
         raise RuntimeError(f"epoch upsert failed: {failures[0]}")
     flat = [x for per in latencies for x in per]
-    return len(flat), SECONDS, flat
+    return len(flat), seconds, flat
 
 
 def main() -> None:
@@ -185,17 +190,27 @@ def main() -> None:
         with make() as store_url, _server(store_url) as base:
             token, key = _token_and_model(store_url, base)
             for clients in CLIENTS:
-                count, seconds, latencies = _measure(base, token, key, clients)
-                rows.append((name, clients, count, count / seconds, statistics.median(latencies) * 1000,
-                             _percentile(latencies, 99) * 1000))
-    print(f"epoch_end upserts through waitress ({SERVER_THREADS} threads), {SECONDS:.0f} s per row")
-    print(f"{'store':<11} {'clients':>7} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    for name, clients, count, rate, p50, p99 in rows:
-        print(f"{name:<11} {clients:>7} {count:>9} {rate:>8.0f} {p50:>8.1f} {p99:>8.1f}")
-    base_rates = {name: rate for name, clients, _, rate, _, _ in rows if clients == 1}
-    for name, clients, _, rate, _, _ in rows:
-        if clients > 1:
-            print(f"{name}: {clients} clients give {rate / base_rates[name]:.1f}x the throughput of 1")
+                # Side by side on one server, in A-B-B-A halves: the database grows and SQLite
+                # checkpoints its WAL as it goes, which must not land on one answer only.
+                halves: dict[bool, list[float]] = {False: [], True: []}
+                for minimal in (False, True, True, False):
+                    halves[minimal] += _measure(base, token, key, clients, minimal, SECONDS / 2)[2]
+                for answer, minimal in (("the run", False), ("204", True)):
+                    latencies = halves[minimal]
+                    rows.append((name, clients, answer, len(latencies), len(latencies) / SECONDS,
+                                 statistics.median(latencies) * 1000, _percentile(latencies, 99) * 1000))
+    print(f"epoch_end upserts through waitress ({SERVER_THREADS} threads), {SECONDS:.0f} s per row; answer: "
+          "the run (any client), or 204 with Prefer: return=minimal (the Tracker's outbox)")
+    print(f"{'store':<11} {'clients':>7} {'answer':>8} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, clients, answer, count, rate, p50, p99 in rows:
+        print(f"{name:<11} {clients:>7} {answer:>8} {count:>9} {rate:>8.0f} {p50:>8.1f} {p99:>8.1f}")
+    rates = {(name, clients, answer): rate for name, clients, answer, _, rate, _, _ in rows}
+    for (name, clients, answer), rate in rates.items():
+        if answer == "204":
+            print(f"{name}, {clients} client(s): 204 gives {rate / rates[(name, clients, 'the run')]:.2f}x "
+                  "the throughput of answering the run")
+        elif clients > 1:
+            print(f"{name}: {clients} clients give {rate / rates[(name, 1, answer)]:.1f}x the throughput of 1")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,9 @@ def post(record: Record, timeout: float | tuple[float, float], http: requests.Se
         resp = http.post(
             record.server + EVENTS_PATH,
             data=record.body,
-            headers={"Authorization": f"Bearer {record.token}", "Content-Type": "application/json"},
+            # Only the status matters here: the webhook then need not read the run back to answer.
+            headers={"Authorization": f"Bearer {record.token}", "Content-Type": "application/json",
+                     "Prefer": "return=minimal"},
             timeout=timeout,
         )
     except requests.RequestException:

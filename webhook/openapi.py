@@ -135,8 +135,9 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/runs/{run_id}/state": {"get": _op("A run, its epochs and the last epoch at once.",
                                                    _ok(_obj(run=run, epochs={"type": "array", "items": epoch},
                                                             last_epoch={**epoch, "nullable": True})), params=("run_id",))},
-        "/api/v1/events": {"post": _op("Persist a train_begin / epoch_end / train_end (idempotent).",
-                                       {**_ok(run_box), **_ok(run_box, "201")}, event)},
+        "/api/v1/events": {"post": _op("Persist a train_begin / epoch_end / train_end (idempotent); with "
+                                       "`Prefer: return=minimal`, epoch_end and train_end answer 204.",
+                                       {**_ok(run_box), **_ok(run_box, "201"), **_ok(None, "204")}, event)},
     }
     from fitwire.webhook.api.agents_openapi import (  # jobs, nodes, artifacts
         agent_paths,

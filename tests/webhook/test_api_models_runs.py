@@ -107,6 +107,31 @@ def test_events_make_a_run_its_epochs_and_its_end(client: FlaskClient, login: Ca
     assert client.get(f"{MODELS}/{key}", headers=alice).json["runs"] == 1
 
 
+def test_a_client_that_prefers_a_minimal_answer_gets_204_and_the_same_run_stored(
+    client: FlaskClient, login: Callable[..., dict[str, str]],
+) -> None:
+    alice, bob = login(), login("bob")
+    key = client.post(MODELS, json={"name": "mnist"}, headers=alice).json["key"]
+    minimal = {**alice, "Prefer": "return=minimal"}
+    assert post_event(client, minimal, TrainBegin(run_id="r1", model_key=key)).status_code == 201  # type: ignore[attr-defined]
+    for event in (EpochEnd(run_id="r1", model_key=key, epoch=0, logs={"loss": 0.5}),
+                  EpochEnd(run_id="r1", model_key=key, epoch=0, logs={"loss": 0.4}),  # resent
+                  TrainEnd(run_id="r1", model_key=key, status="completed", logs={"loss": 0.4}),
+                  TrainEnd(run_id="r1", model_key=key, status="failed")):  # resent or late: the first end wins
+        answer = post_event(client, minimal, event)
+        assert (answer.status_code, answer.data, answer.headers["Preference-Applied"]) == (  # type: ignore[attr-defined]
+            204, b"", "return=minimal")
+    state = client.get("/api/v1/runs/r1/state", headers=alice).json
+    assert state["run"]["status"] == "completed" and state["run"]["final_logs"] == {"loss": 0.4}
+    assert [(e["epoch"], e["logs"]) for e in state["epochs"]] == [(0, {"loss": 0.4})]
+    assert error_of(post_event(client, minimal, EpochEnd(run_id="r1", model_key=key, epoch=1))) == (
+        409, "INVALID_STATE")
+    for event in (EpochEnd(run_id="r1", model_key=key, epoch=1), TrainEnd(run_id="r1", model_key=key, status="failed")):
+        assert error_of(post_event(client, {**bob, "Prefer": "return=minimal"}, event)) == (  # not bob's run
+            404, "RESOURCE_DOES_NOT_EXIST")
+    assert client.get("/api/v1/runs/r1/state", headers=alice).json == state
+
+
 def test_deleting_a_model_deletes_its_runs(client: FlaskClient, login: Callable[..., dict[str, str]]) -> None:
     alice = login()
     key = client.post(MODELS, json={"name": "mnist"}, headers=alice).json["key"]

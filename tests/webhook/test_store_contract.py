@@ -298,11 +298,32 @@ def test_another_users_run_does_not_exist(store: Store) -> None:
         lambda: store.delete_run(bob.id, "r1"),
         lambda: store.run_state(bob.id, "r1"),
         lambda: store.upsert_epoch(alice.id, Epoch(run_id="nope", epoch=0, logs={}, ended_at=NOW)),
+        lambda: store.record_epoch(bob.id, Epoch(run_id="r1", epoch=0, logs={}, ended_at=NOW)),
+        lambda: store.record_end(bob.id, "r1", "completed", None, {}, NOW),
+        lambda: store.record_epoch(alice.id, Epoch(run_id="nope", epoch=0, logs={}, ended_at=NOW)),
+        lambda: store.record_end(alice.id, "nope", "completed", None, {}, NOW),
     ):
         with pytest.raises(DoesNotExist):
             call()
     assert store.get_run(alice.id, "r1").status == "running"
     assert store.list_epochs(alice.id, "r1") == []
+
+
+def test_recording_without_the_run_back_stores_the_same(store: Store) -> None:
+    """``record_epoch`` / ``record_end`` (the outbox's ``Prefer: return=minimal``) write what the full calls write."""
+    alice = user(store)
+    store.create_model(alice.id, "k1", "mnist", NOW)
+    store.begin_run(alice.id, start("r1", "k1"))
+    store.record_epoch(alice.id, Epoch(run_id="r1", epoch=0, logs={"loss": 1.0}, ended_at=NOW))
+    store.record_epoch(alice.id, Epoch(run_id="r1", epoch=0, logs={"loss": 0.5}, ended_at=NOW))  # resent
+    store.record_end(alice.id, "r1", "stopped", "STOP", {"loss": 0.5}, NOW)
+    store.record_end(alice.id, "r1", "failed", "late", {}, NOW)  # resent or late: the first end wins
+    run = store.get_run(alice.id, "r1")
+    assert (run.status, run.reason, run.final_logs) == ("stopped", "STOP", {"loss": 0.5})
+    assert [(e.epoch, e.logs) for e in store.list_epochs(alice.id, "r1")] == [(0, {"loss": 0.5})]
+    with pytest.raises(InvalidState):
+        store.record_epoch(alice.id, Epoch(run_id="r1", epoch=1, logs={}, ended_at=NOW))
+    assert len(store.list_epochs(alice.id, "r1")) == 1
 
 
 def test_concurrent_fits_get_distinct_consecutive_numbers(store_url: str) -> None:

@@ -53,10 +53,15 @@ def _check(event: TrainBegin | EpochEnd | TrainEnd) -> datetime:
     return datetime.fromtimestamp(event.ts, UTC)
 
 
+MINIMAL = "return=minimal"
+"""``Prefer`` (RFC 7240) of a client that needs no run back, such as the outbox: epochs and ends answer 204."""
+
+
 @bp.post("/events")
 @user_or_job
-def post_event() -> tuple[dict[str, Any], int]:
-    """200 ``{"run": Run}``; 201 when ``train_begin`` created the run."""
+def post_event() -> tuple[dict[str, Any] | str, int] | tuple[str, int, dict[str, str]]:
+    """200 ``{"run": Run}``; 201 when ``train_begin`` created the run; 204 for ``epoch_end`` and
+    ``train_end`` asked with ``Prefer: return=minimal`` (the store then need not read the run back)."""
     try:
         # The progress union has a cached validator in fitwire.broker; a union of our own would not.
         event = decode(request.get_data(), ProgressMessage)
@@ -91,8 +96,15 @@ def post_event() -> tuple[dict[str, Any], int]:
         )
         run, created = store().begin_run(g.user.id, start)
         return {"run": to_json(run)}, 201 if created else 200
+    minimal = MINIMAL in request.headers.get("Prefer", "").replace(" ", "").split(",")
     if isinstance(event, EpochEnd):
+        if minimal:
+            store().record_epoch(g.user.id, Epoch.of(event, at))
+            return "", 204, {"Preference-Applied": MINIMAL}
         run = store().upsert_epoch(g.user.id, Epoch.of(event, at))
     else:
+        if minimal:
+            store().record_end(g.user.id, event.run_id, event.status, event.reason, dict(event.logs), at)
+            return "", 204, {"Preference-Applied": MINIMAL}
         run = store().end_run(g.user.id, event.run_id, event.status, event.reason, dict(event.logs), at)
     return {"run": to_json(run)}, 200

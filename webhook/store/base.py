@@ -281,6 +281,11 @@ class Store(ABC):
         Raises: DoesNotExist (no such run for this owner); InvalidState (the run has finished).
         """
 
+    def record_epoch(self, owner_id: str, epoch: Epoch) -> None:
+        """:meth:`upsert_epoch` for a caller that does not need the run back (the outbox: ``Prefer:
+        return=minimal``); a store may then skip reading it. Raises as ``upsert_epoch``."""
+        self.upsert_epoch(owner_id, epoch)
+
     @abstractmethod
     def end_run(
         self,
@@ -295,6 +300,13 @@ class Store(ABC):
 
         Raises: DoesNotExist.
         """
+
+    def record_end(
+        self, owner_id: str, run_id: str, status: RunStatus, reason: str | None,
+        logs: dict[str, float | None], ended_at: datetime,
+    ) -> None:
+        """:meth:`end_run` without the run back (see :meth:`record_epoch`). Raises as ``end_run``."""
+        self.end_run(owner_id, run_id, status, reason, logs, ended_at)
 
     @abstractmethod
     def get_run(self, owner_id: str, run_id: str) -> Run:

@@ -332,27 +332,44 @@ class SqlStore(SqlAgents, SqlDatasets, SqlUsers, Store):
             return row.to_entity(owner), True
 
     def upsert_epoch(self, owner_id: str, epoch: Epoch) -> Run:
+        self.record_epoch(owner_id, epoch)
+        return self.get_run(owner_id, epoch.run_id)  # after the commit, outside the writer lock
+
+    def record_epoch(self, owner_id: str, epoch: Epoch) -> None:
         run_id = epoch.run_id
         fields = {**epoch.model_dump(include=set(EPOCH_FIELDS)), "logs": to_wire_json(epoch.logs)}
         values = {"p_owner_id": owner_id, "p_run_id": run_id, "p_finished": sorted(FINISHED),
                   **{f"p_{name}": value for name, value in fields.items()}}
         with self._session(write=True) as s:
             written = s.connection().execute(self._upsert_epoch, values).first() is not None
-        run = self.get_run(owner_id, run_id)  # after the commit, outside the writer lock; DoesNotExist: not theirs
-        if not written:  # the owner's run, so its state refused the epoch: it has finished
+        if not written:  # not the owner's run (DoesNotExist from get_run), or it has finished
+            run = self.get_run(owner_id, run_id)
             raise InvalidState(f"The run {run_id!r} has finished ({run.status}); it takes no more epochs.")
-        return run
 
     def end_run(
         self, owner_id: str, run_id: str, status: RunStatus, reason: str | None,
         logs: dict[str, float | None], ended_at: datetime,
     ) -> Run:
+        self._end(owner_id, run_id, status, reason, logs, ended_at)
+        # ended now, or before (a resent end changes nothing); DoesNotExist when not the owner's run
+        return self.get_run(owner_id, run_id)
+
+    def record_end(
+        self, owner_id: str, run_id: str, status: RunStatus, reason: str | None,
+        logs: dict[str, float | None], ended_at: datetime,
+    ) -> None:
+        if not self._end(owner_id, run_id, status, reason, logs, ended_at):
+            self.get_run(owner_id, run_id)  # ended before (fine), or DoesNotExist
+
+    def _end(
+        self, owner_id: str, run_id: str, status: RunStatus, reason: str | None,
+        logs: dict[str, float | None], ended_at: datetime,
+    ) -> bool:
+        """The end written by one statement; False when nothing changed (not the owner's, or ended before)."""
         values = {"p_owner_id": owner_id, "p_run_id": run_id, "p_status": status, "p_reason": reason,
                   "p_final_logs": to_wire_json(logs), "p_ended_at": ended_at, "p_finished": sorted(FINISHED)}
         with self._session(write=True) as s:
-            s.connection().execute(_END_RUN, values)
-        # ended now, or before (a resent end changes nothing); DoesNotExist when not the owner's run
-        return self.get_run(owner_id, run_id)
+            return bool(s.connection().execute(_END_RUN, values).rowcount)
 
     def get_run(self, owner_id: str, run_id: str) -> Run:
         with self._session() as s:
