@@ -337,19 +337,21 @@ class _Waiter:
         self._read_fd = self._read.fileno()
         self._poller: select.poll | None = None
         self._serviced_at = time.monotonic()
-        self.watching = False
         self.callbacks = False
         """Set by ``call_soon``: pika has a callback to run."""
 
     def watch(self, connection: pika.BlockingConnection | None) -> None:
         """Sleep on this connection's socket from now on, when it is one the kernel can tell about."""
         sock = None if connection is None else _plain_socket(connection)
-        self.watching = sock is not None
         self._poller = None
         if sock is not None:
             self._poller = select.poll()
             self._poller.register(sock.fileno(), select.POLLIN)
             self._poller.register(self._read_fd, select.POLLIN)
+
+    @property
+    def watching(self) -> bool:
+        return self._poller is not None
 
     def wake(self) -> None:
         try:

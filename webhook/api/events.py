@@ -96,15 +96,14 @@ def post_event() -> tuple[dict[str, Any] | str, int] | tuple[str, int, dict[str,
         )
         run, created = store().begin_run(g.user.id, start)
         return {"run": to_json(run)}, 201 if created else 200
-    minimal = MINIMAL in request.headers.get("Prefer", "").replace(" ", "").split(",")
-    if isinstance(event, EpochEnd):
-        if minimal:
+    if MINIMAL in request.headers.get("Prefer", "").replace(" ", "").split(","):
+        if isinstance(event, EpochEnd):
             store().record_epoch(g.user.id, Epoch.of(event, at))
-            return "", 204, {"Preference-Applied": MINIMAL}
+        else:
+            store().record_end(g.user.id, event.run_id, event.status, event.reason, dict(event.logs), at)
+        return "", 204, {"Preference-Applied": MINIMAL}
+    if isinstance(event, EpochEnd):
         run = store().upsert_epoch(g.user.id, Epoch.of(event, at))
     else:
-        if minimal:
-            store().record_end(g.user.id, event.run_id, event.status, event.reason, dict(event.logs), at)
-            return "", 204, {"Preference-Applied": MINIMAL}
         run = store().end_run(g.user.id, event.run_id, event.status, event.reason, dict(event.logs), at)
     return {"run": to_json(run)}, 200

@@ -350,26 +350,19 @@ class SqlStore(SqlAgents, SqlDatasets, SqlUsers, Store):
         self, owner_id: str, run_id: str, status: RunStatus, reason: str | None,
         logs: dict[str, float | None], ended_at: datetime,
     ) -> Run:
-        self._end(owner_id, run_id, status, reason, logs, ended_at)
-        # ended now, or before (a resent end changes nothing); DoesNotExist when not the owner's run
-        return self.get_run(owner_id, run_id)
+        self.record_end(owner_id, run_id, status, reason, logs, ended_at)
+        return self.get_run(owner_id, run_id)  # ended now, or before (a resent end changes nothing)
 
     def record_end(
         self, owner_id: str, run_id: str, status: RunStatus, reason: str | None,
         logs: dict[str, float | None], ended_at: datetime,
     ) -> None:
-        if not self._end(owner_id, run_id, status, reason, logs, ended_at):
-            self.get_run(owner_id, run_id)  # ended before (fine), or DoesNotExist
-
-    def _end(
-        self, owner_id: str, run_id: str, status: RunStatus, reason: str | None,
-        logs: dict[str, float | None], ended_at: datetime,
-    ) -> bool:
-        """The end written by one statement; False when nothing changed (not the owner's, or ended before)."""
         values = {"p_owner_id": owner_id, "p_run_id": run_id, "p_status": status, "p_reason": reason,
                   "p_final_logs": to_wire_json(logs), "p_ended_at": ended_at, "p_finished": sorted(FINISHED)}
         with self._session(write=True) as s:
-            return bool(s.connection().execute(_END_RUN, values).rowcount)
+            written = s.connection().execute(_END_RUN, values).rowcount
+        if not written:  # ended before (fine), or not the owner's run (DoesNotExist from get_run)
+            self.get_run(owner_id, run_id)
 
     def get_run(self, owner_id: str, run_id: str) -> Run:
         with self._session() as s:
