@@ -49,7 +49,8 @@ class Tracker(_Base):  # type: ignore[misc]
         max_batches_per_second: publish at most this many batches a second
             (default None: every batch, at about a plain fit's speed).
         flush_interval: longest a batch waits before it is published (s; default
-            0.05); faster batches travel together in one message.
+            0.05); faster batches travel together in one message. On a machine too
+            busy to keep to it, the window widens up to 0.4 s until it can.
         outbox_wait: seconds the end of ``fit`` may wait for the webhook.
         settings: default ``Settings.from_env()``.
         owner: the username the run's routing keys start with when no webhook answers for the

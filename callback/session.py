@@ -103,6 +103,8 @@ class RunSession:
             (default None: every batch). The last batch of an epoch always goes out.
         flush_interval: longest a batch waits before it is published, in seconds;
             batches that come faster travel together in one ``batches`` message.
+            While the machine cannot keep up (the transport runs later than this),
+            the window widens up to 0.4 s, and narrows back once it is on time.
         outbox_wait: seconds ``end`` may wait for the webhook (default ``settings.outbox_wait``).
         handlers: what this run does with each signal action (see :data:`SignalHandlers`).
             ``stop`` runs at once on the transport thread, before ``stop_requested`` turns

@@ -52,6 +52,11 @@ MAX_PENDING_BATCHES = 4096
 """Batch events waiting beyond this (a broker outage) coalesce into the newest one; other events never drop."""
 FLUSH_S = 0.05
 """Longest a batch waits before it is published: batches that come faster travel together in one message."""
+LATE_FLUSH_MAX_S = 0.4
+"""Widest the flush window grows while the transport runs late: a saturated machine publishes fewer, fuller messages."""
+ON_TIME_FLUSHES = 8
+"""Flushes in a row on time before a widened window halves: it widens at once, narrows slowly, so a load
+that its widening relieved does not come straight back."""
 FLUSH_BATCHES = 512
 """A flush also happens as soon as this many batches wait, so one message stays small (~30 kB)."""
 TICK_S = 0.5
@@ -100,21 +105,40 @@ class EventQueue:
     When ``max_batches`` batch events already wait (the broker is away), the
     newest replaces the last one, so a watcher sees current progress rather
     than a backlog. ``seq`` is assigned here so a watcher can see the gaps.
+
+    The window adapts to the machine: when the transport takes the batches more
+    than ``flush_after`` later than they were due (the CPU is saturated, by
+    other runs or by the training), the window doubles, up to
+    :data:`LATE_FLUSH_MAX_S`; after :data:`ON_TIME_FLUSHES` flushes in a row on
+    time it halves, back down to ``flush_after``. Batches that wait anyway then
+    travel in fewer messages, and the load that made them late shrinks instead
+    of growing.
     """
 
     def __init__(self, max_batches: int = MAX_PENDING_BATCHES, flush_after: float = FLUSH_S,
-                 flush_batches: int = FLUSH_BATCHES) -> None:
+                 flush_batches: int = FLUSH_BATCHES, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._items: deque[dict[str, Any]] = deque()
         self._batches = 0
         self._max_batches = max_batches
+        self._base_flush_after = flush_after
         self._flush_after = flush_after
+        self._widest_flush_after = max(flush_after, LATE_FLUSH_MAX_S)
         self._flush_batches = flush_batches
+        self._clock = clock
+        self._on_time = 0
         self._oldest_batch_at = 0.0
         self._urgent = False
         self._seq = 0
         self.coalesced = 0
+        self.widest = flush_after
+        """The widest flush window this run used (s)."""
         self.waker: Callable[[], None] | None = None
+
+    @property
+    def flush_after(self) -> float:
+        """The current flush window (s)."""
+        return self._flush_after
 
     def put(self, event: dict[str, Any]) -> None:
         with self._lock:
@@ -136,7 +160,7 @@ class EventQueue:
             self._items.append(event)
             self._batches += 1
             if self._batches == 1:
-                self._oldest_batch_at = time.monotonic()
+                self._oldest_batch_at = self._clock()
             wake = self._batches == 1 or self._batches == self._flush_batches
         if wake:
             self._wake()
@@ -148,15 +172,34 @@ class EventQueue:
                 return 0.0
             if not self._batches:
                 return None
-            return max(0.0, self._oldest_batch_at + self._flush_after - time.monotonic())
+            return max(0.0, self._oldest_batch_at + self._flush_after - self._clock())
 
     def take_all(self) -> list[dict[str, Any]]:
         with self._lock:
+            if self._batches and not self._urgent and self._batches < self._flush_batches:
+                self._adapt(self._clock() - (self._oldest_batch_at + self._flush_after))
             items = list(self._items)
             self._items.clear()
             self._batches = 0
             self._urgent = False
         return items
+
+    def _adapt(self, late: float) -> None:
+        """Widen or narrow the window after a flush that was due ``late`` seconds ago (negative: early)."""
+        if late < 0:
+            return  # taken before it was due (a closing run): says nothing about the machine
+        base = self._base_flush_after
+        if late > base:
+            self._flush_after = min(self._flush_after * 2, self._widest_flush_after)
+            self.widest = max(self.widest, self._flush_after)
+            self._on_time = 0
+        elif late < base / 2:
+            self._on_time += 1
+            if self._on_time >= ON_TIME_FLUSHES:
+                self._flush_after = max(self._flush_after / 2, base)
+                self._on_time = 0
+        else:
+            self._on_time = 0
 
     def put_back(self, items: list[dict[str, Any]]) -> None:
         """Return unpublished events to the front, in order (their ``seq`` is kept)."""
@@ -164,7 +207,7 @@ class EventQueue:
             self._items.extendleft(reversed(items))
             batches = sum(1 for e in items if e["type"] == "batch")
             if batches and not self._batches:
-                self._oldest_batch_at = time.monotonic()
+                self._oldest_batch_at = self._clock()
             self._batches += batches
             self._urgent = self._urgent or batches < len(items)
 

@@ -50,6 +50,36 @@ def test_queue_wakes_the_transport_once_per_flush_of_batches_and_at_once_for_oth
     assert len(wakes) == 4 and q.due_in() == 0.0  # enough batches for one message: sent without waiting
 
 
+def test_the_flush_window_widens_while_the_transport_runs_late_and_narrows_once_on_time() -> None:
+    now = [0.0]
+    q = EventQueue(flush_after=0.05, clock=lambda: now[0])
+
+    def flush_after_being(late: float) -> float:
+        q.put_batch(_batch(0))
+        now[0] += q.flush_after + late  # the transport takes the batches this long after they were due
+        assert q.due_in() == 0.0 and len(q.take_all()) == 1
+        return q.flush_after
+
+    assert flush_after_being(0.001) == 0.05  # on time: the window stays
+    assert [flush_after_being(0.3) for _ in range(4)] == [0.1, 0.2, 0.4, 0.4]  # late: doubles, up to 0.4 s
+    assert flush_after_being(0.04) == 0.4  # neither late nor on time: kept
+    # On time: it halves after 8 flushes in a row, back to 0.05 and no further.
+    assert [flush_after_being(0.001) for _ in range(32)] == [0.4] * 7 + [0.2] * 8 + [0.1] * 8 + [0.05] * 9
+    assert [flush_after_being(0.3), *(flush_after_being(0.001) for _ in range(7)), flush_after_being(0.3)] \
+        == [0.1] * 8 + [0.2]  # a late flush starts the count again
+    assert q.widest == 0.4
+    q.put_batch(_batch(0))
+    now[0] += 10.0
+    q.put({"type": "epoch_end", "epoch": 0})
+    q.take_all()  # taken for an epoch event: not a flush that was due, whatever the batch's age
+    assert q.flush_after == 0.2
+    slow = EventQueue(flush_after=1.0, clock=lambda: now[0])  # a window already wider than the cap: never widens
+    slow.put_batch(_batch(0))
+    now[0] += 5.0
+    slow.take_all()
+    assert slow.flush_after == 1.0
+
+
 def _seq(events: list[dict[str, object]]) -> list[dict[str, object]]:
     for i, e in enumerate(events):
         e["seq"] = i + 1
