@@ -253,8 +253,14 @@ def test_a_signal_without_user_id_is_answered_refused_and_the_fit_goes_on(
     stop = Signal(action="stop", model_key=model_key, sender="admin")
     tracker = Tracker(model_key, settings=settings)
     x, y = tiny_data(32)
+
+    def send_and_wait_for_the_answer() -> None:
+        # A fit of 12 tiny steps can end before the signal's round trip: the run's queue goes with it.
+        sender.send(stop, user_id=False)
+        watchers[0].wait_for(lambda w: bool(w.events(tracker.run_id, "signal_ack")))
+
     history = tiny_model().fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[
-        Script(at=(0, 1), action=lambda: sender.send(stop, user_id=False)), tracker])
+        Script(at=(0, 1), action=send_and_wait_for_the_answer), tracker])
     assert len(history.history["loss"]) == 3
     acks = _acks(watchers[0], tracker.run_id)
     assert [(a.signal_id, a.ok) for a in acks] == [(stop.id, False)]
