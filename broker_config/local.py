@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -52,6 +53,8 @@ _STATE_FILE = "node.json"
 _DEBIAN_SCRIPT = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 DIST_PORT_OFFSET = 20_000
 """Erlang distribution listens this far above the AMQP port."""
+NODE_PORT_FLOOR = 10_000
+"""Lowest AMQP port :func:`free_port` picks."""
 STOMP_PORT_OFFSET = 10_002
 """Web STOMP listens this far above the AMQP port (5672 → 15674, RabbitMQ's own default)."""
 LOOPBACK = "127.0.0.1"
@@ -75,13 +78,31 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel hands to outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default; other systems start higher
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on now (with room above it for Erlang's distribution port)."""
-    for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port < 40000 and _port_free(port + DIST_PORT_OFFSET) and _port_free(port + STOMP_PORT_OFFSET):
+    """An AMQP port for a new node: it, its Web STOMP port and its distribution port free now.
+
+    All three lie below the kernel's ephemeral range when it leaves room, so no outgoing
+    connection (a test opens hundreds) can take one of them while the node boots.
+    """
+    top = _ephemeral_floor() - DIST_PORT_OFFSET
+    for _ in range(200):
+        if top > NODE_PORT_FLOOR + 100:
+            port = random.randrange(NODE_PORT_FLOOR, top)
+        else:  # an ephemeral range that starts low: ask the kernel, as any free port will do
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            if port + DIST_PORT_OFFSET > 65535:
+                continue
+        if all(_port_free(p) for p in (port, port + STOMP_PORT_OFFSET, port + DIST_PORT_OFFSET)):
             return port
     raise LocalBrokerError("could not find a free TCP port for a local RabbitMQ node")
 

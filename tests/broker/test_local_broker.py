@@ -12,7 +12,14 @@ import pytest
 
 from fitwire.broker import answers, connect, declare_all
 from fitwire.broker import topology as t
-from fitwire.broker.local import LocalNode, free_port
+from fitwire.broker.local import (
+    DIST_PORT_OFFSET,
+    STOMP_PORT_OFFSET,
+    LocalNode,
+    _ephemeral_floor,
+    _port_free,
+    free_port,
+)
 from tests.fixtures.services import service_missing
 
 DEFINITIONS = Path(__file__).resolve().parents[2] / "broker_config" / "definitions.json"
@@ -61,6 +68,16 @@ def test_down_never_stops_a_broker_it_did_not_start(amqp_url: str, tmp_path: Pat
     down = _fitwire("dev", "broker", "down", env=env)
     assert "no local RabbitMQ node" in down.stderr
     assert answers(amqp_url)
+
+
+def test_a_new_nodes_ports_are_free_and_below_the_range_outgoing_connections_take_theirs_from() -> None:
+    # A node boots for seconds after its ports were found free; an outgoing connection given one of
+    # them meanwhile made it fail with eaddrinuse (its Web STOMP port, once, in a full test run).
+    for _ in range(20):
+        port = free_port()
+        ports = (port, port + STOMP_PORT_OFFSET, port + DIST_PORT_OFFSET)
+        assert all(_port_free(p) for p in ports)
+        assert max(ports) < _ephemeral_floor()
 
 
 @pytest.mark.usefixtures("rabbitmq_installed")
