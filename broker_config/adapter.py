@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import select
 import socket
-import ssl
 import threading
 import time
 import weakref
@@ -42,6 +41,7 @@ from fitwire.broker.connection import (
     translate_errors,
     use_topology,
 )
+from fitwire.broker.frames import FrameWriter, plain_socket, unsent
 from fitwire.broker.topology import Topology, declare, watcher_queue_arguments
 from fitwire.contract.errors import BrokerError, BrokerUnavailable
 
@@ -342,7 +342,7 @@ class _Waiter:
 
     def watch(self, connection: pika.BlockingConnection | None) -> None:
         """Sleep on this connection's socket from now on, when it is one the kernel can tell about."""
-        sock = None if connection is None else _plain_socket(connection)
+        sock = None if connection is None else plain_socket(connection)
         self._poller = None
         if sock is not None:
             self._poller = select.poll()
@@ -370,6 +370,8 @@ class _Waiter:
             return None
         if getattr(connection, "_channels_pending_dispatch", True) or getattr(connection, "_ready_events", True):
             return None  # read during a publish, not yet delivered: pika dispatches it at once
+        if unsent(connection):
+            return None  # a publish left bytes in pika's buffer (the socket was full): pika sends them
         ready = self._poller.poll(min(timeout, MAX_WAIT_S) * 1000)
         readable = False
         for fd, _ in ready:
@@ -391,19 +393,6 @@ class _Waiter:
     def close(self) -> None:
         self._read.close()
         self._write.close()
-
-
-def _plain_socket(connection: pika.BlockingConnection) -> socket.socket | None:
-    """The connection's TCP socket; None for TLS (data the kernel cannot see may wait in its buffer).
-
-    pika keeps no public handle on its socket: with another pika, None too, and the
-    consumer sleeps in pika as before.
-    """
-    transport = getattr(getattr(connection, "_impl", None), "_transport", None)
-    sock = getattr(transport, "_sock", None)
-    if not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket) or sock.fileno() < 0:
-        return None
-    return sock
 
 
 class Consumer:
@@ -429,6 +418,7 @@ class Consumer:
         self.declares = declares
         self.connection: pika.BlockingConnection | None = None
         self._out: BlockingChannel | None = None
+        self._frames: FrameWriter | None = None
         self._waiter = _Waiter()
         weakref.finalize(self, self._waiter.close)
 
@@ -549,12 +539,27 @@ class Consumer:
 
     def publish(self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties | None = None,
                 *, mandatory: bool = False) -> None:
-        """Publish on the consumer's connection (confirmed when the broker was made with ``confirm``)."""
+        """Publish on the consumer's connection (confirmed when the broker was made with ``confirm``).
+
+        Without confirms and ``mandatory`` the message leaves in one ``send`` of cached frame
+        bytes (:class:`~fitwire.broker.frames.FrameWriter`), else, or where that cannot apply,
+        through pika's ``basic_publish``. Either way it is on its way (or in pika's buffer) on return.
+        """
+        if not mandatory and not self.broker.confirm and self.run(
+                lambda channel: self._frames_for(channel).publish(exchange, routing_key, body, properties)):
+            return
         self.run(lambda channel: channel.basic_publish(
             exchange=exchange, routing_key=routing_key, body=body, properties=properties, mandatory=mandatory))
 
+    def _frames_for(self, channel: BlockingChannel) -> FrameWriter:
+        writer = self._frames
+        if writer is None or writer.channel is not channel:  # a new connection, or a new publishing channel
+            assert self.connection is not None
+            writer = self._frames = FrameWriter(self.connection, channel)
+        return writer
+
     def close(self) -> None:
-        connection, self.connection, self._out = self.connection, None, None
+        connection, self.connection, self._out, self._frames = self.connection, None, None, None
         self._waiter.watch(None)
         for subscription in self.subscriptions:
             subscription.channel, subscription._tags = None, []
