@@ -480,6 +480,68 @@ def _compare(rows: list[tuple[str, dict[str, float]]]) -> None:
         print(f"  {label:18s}" + "".join(cells) + f"   ({len(mine)} rounds)", flush=True)
 
 
+def start_costs(n_runs: int) -> None:
+    """CPU of one run's start and of its end, by process: ``n_runs`` runs started one after another.
+
+    Each start waits until the run's connection is up and its ``train_begin`` posted; the
+    idle rate of each process, measured first, is subtracted.
+    """
+    from bench.bench_webhook import SERVER_THREADS, _server, _sqlite, _token_and_model
+    from fitwire.callback import RunSession
+    from fitwire.settings import Settings
+
+    timings = Path(tempfile.mkdtemp(prefix="fitwire-bench-scale-timings-")) / "in_app.txt"
+    with tempfile.TemporaryDirectory(prefix="fitwire-bench-starts-") as tmp, _sqlite() as store_url, \
+            _server(store_url, timings, SERVER_THREADS, "", 0, 0.0) as base:
+        token, model_key = _token_and_model(store_url, base)
+        data = Path(tmp) / "data"
+        settings = Settings.from_env(environ={}, amqp_url=amqp_url(), data_dir=data, config_dir=data / "config")
+        broker_pid, server_pid = _broker_pid(), _server_pid(base.rsplit(":", 1)[1])
+
+        def cpu() -> list[float]:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            return [usage.ru_utime + usage.ru_stime, _cpu_of(broker_pid), _cpu_of(server_pid)]
+
+        def session() -> Any:
+            return RunSession(model_key, token=token, run_id=uuid.uuid4().hex, webhook_url=base,
+                              amqp_url=amqp_url(), settings=settings, max_batches_per_second=None)
+
+        warm = session()
+        warm.start()
+        warm.end("completed")
+        before, idle_from = cpu(), time.perf_counter()
+        time.sleep(3.0)
+        idle = [(b - a) / (time.perf_counter() - idle_from) for a, b in zip(before, cpu(), strict=True)]
+
+        def per_run(phase: Any) -> list[float]:
+            began, at = cpu(), time.perf_counter()
+            phase()
+            took = time.perf_counter() - at
+            return [(b - a - rate * took) / n_runs * 1000 for a, b, rate in zip(began, cpu(), idle, strict=True)]
+
+        sessions: list[Any] = []
+
+        def start_all() -> None:
+            for _ in range(n_runs):
+                run = session()
+                run.start(params={"bench": True}, epochs=10, steps=40)
+                sessions.append(run)
+                while not (run._transport and run._transport.published):  # connected, train_begin out
+                    time.sleep(0.002)
+            time.sleep(0.5)  # the last train_begin's POST
+
+        def end_all() -> None:
+            for run in sessions:
+                run.end("completed")
+            time.sleep(1.5)  # the connections' close handshakes
+
+        starts, ends = per_run(start_all), per_run(end_all)
+    print(f"\nCPU per run, ms ({n_runs} runs one after another, each process's idle rate subtracted):", flush=True)
+    for name, values in (("start", starts), ("end", ends)):
+        print(f"  {name:6s} the run's process {values[0]:5.1f}   broker {values[1]:5.1f}   webhook {values[2]:5.1f}   "
+              f"all {sum(values):5.1f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_scale", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=100)
@@ -500,12 +562,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=1, help="rounds of each --webhook variant")
     parser.add_argument("--session", default="", metavar="FILE.py:CLASS",
                         help="a RunSession subclass from a file outside the repo (a prototype)")
+    parser.add_argument("--start-costs", type=int, default=0, metavar="N",
+                        help="instead: the CPU of a run's start and end by process, over N runs started in turn")
     args = parser.parse_args(argv if argv is not None else ["--quick"])
     if args.quick:
         args.runs, args.seconds = min(args.runs, 10), min(args.seconds, 8.0)
     logging.getLogger("fitwire").setLevel(logging.ERROR)
     require_broker()
     os.environ.setdefault("FITWIRE_AMQP_URL", amqp_url())  # the webhook announces it to the runs
+    if args.start_costs:
+        start_costs(args.start_costs)
+        return
     variants = args.webhook or [("", 0, 0, 0.0, "")]
     rows: list[tuple[str, dict[str, float]]] = []
     for round_no in range(args.rounds):

@@ -12,6 +12,9 @@
    waiting for the socket).
 3. Per-event micro-costs of each step on the hot path, against one plain
    ``json.dumps`` of already-converted floats.
+4. One publish through the adapter's ``Consumer``: as one ``send`` of cached frame
+   bytes (``fitwire.broker.frames``) against pika's ``basic_publish``, back to back and
+   between batches (a 50 ms sleep first, as a run's transport does: cold caches).
 
 ``--variant FILE.py:FACTORY`` profiles a prototype instead of the Tracker
 (``FACTORY(model_key, settings)`` returns the callback).
@@ -42,10 +45,11 @@ GROUPS = {
     "log conversion (numbers)": ("transport.py", "numbers"),
     "pydantic model build": ("pydantic/main.py", "__init__"),
     "JSON encoding (model_dump_json)": ("", "model_dump_json"),
-    "pika basic_publish (frames + socket send)": ("blocking_connection.py", "basic_publish"),
+    "publish: one send of cached frames": ("frames.py", "publish"),
+    "publish: pika basic_publish (where one send cannot)": ("blocking_connection.py", "basic_publish"),
     "pika process_data_events (wait + reads)": ("blocking_connection.py", "process_data_events"),
     "event queue take_all / coalesce": ("transport.py", "take_all"),
-    "compact multi-batch encoding (prototype)": ("", "_compact"),
+    "batches encoding (encode_batches)": ("transport.py", "encode_batches"),
 }
 
 
@@ -197,6 +201,41 @@ def micro_costs() -> None:
     conn.close()
 
 
+def publish_costs(rounds: int = 200) -> None:
+    from fitwire.broker import frames
+    from fitwire.broker.adapter import Broker, Consumer, publish_properties
+    from fitwire.broker.topology import LIVE, PROGRESS
+
+    consumer = Consumer(Broker(amqp_url(), name="bench-publish", uses=LIVE))
+    consumer.open()
+    body = json.dumps({"type": "batches", "epoch": 0, "batch": list(range(3)),
+                       "logs": {"loss": [0.1] * 3, "mae": [0.2] * 3}, "run_id": "a" * 32}).encode()
+    props = publish_properties()
+    one_send = frames.FrameWriter.publish
+
+    def pika_only(*_args: Any, **_kwargs: Any) -> bool:
+        return False
+
+    print(f"\n4. Consumer.publish, CPU µs per message ({len(body)} bytes; median of {rounds}):")
+    try:
+        for gap in (0.0, 0.05):
+            cells = []
+            for label, method in (("one send", one_send), ("pika basic_publish", pika_only)):
+                frames.FrameWriter.publish = method  # type: ignore[method-assign]
+                costs = []
+                for _ in range(rounds):
+                    if gap:
+                        consumer.poll(gap)
+                    started = time.thread_time()
+                    consumer.publish(PROGRESS.name, "bench.nobody.x", body, props)
+                    costs.append(time.thread_time() - started)
+                cells.append(f"{label} {sorted(costs)[len(costs) // 2] * 1e6:6.0f}")
+            print(f"  {'between batches (50 ms apart)' if gap else 'back to back':32s}" + "   ".join(cells))
+    finally:
+        frames.FrameWriter.publish = one_send  # type: ignore[method-assign]
+        consumer.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_tracker")
     parser.add_argument("--steps", type=int, default=3000)
@@ -219,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
 
     fit_profile(args.steps, factory)
     micro_costs()
+    publish_costs()
 
 
 if __name__ == "__main__":

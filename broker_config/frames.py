@@ -5,7 +5,7 @@ its transport's buffer, turns the socket's write watcher on, runs its event loop
 buffer is empty and turns the watcher off again. Between two batches of a fit, with the
 caches cold, that cost about 350 µs of CPU per message on the 2-core development VM, most
 of a run's transport thread; these bytes joined and sent in one call cost about 90 µs
-(``bench/profile_publish.py``). For one exchange, routing key and properties object the
+(``python -m bench.profile_tracker``, part 4). For one exchange, routing key and properties object the
 method frame and the header frame differ only in the body's size, so both are cached.
 
 :class:`FrameWriter` is used only where it is safe, and says so by returning False
