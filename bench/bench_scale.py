@@ -250,7 +250,8 @@ def _outbox_left(data_dir: Path) -> int:
 
 def run(n_runs: int, seconds: float, drivers: int, watcher_procs: int, batch_rate: float,
         epoch_seconds: float, session: str = "", data_dir_per_run: bool = False, server_threads: int = 0,
-        store_class: str = "", connection_limit: int = 0, switch_interval: float = 0.0) -> dict[str, float]:
+        store_class: str = "", connection_limit: int = 0, switch_interval: float = 0.0,
+        start_over: float = 0.0) -> dict[str, float]:
     """One round; prints its report and returns its headline figures (ms; counts)."""
     from bench.bench_webhook import SERVER_THREADS, _server, _sqlite, _token_and_model
 
@@ -283,7 +284,8 @@ def run(n_runs: int, seconds: float, drivers: int, watcher_procs: int, batch_rat
         cpu_before = {"broker (beam.smp)": _cpu_of(broker_pid), "webhook (waitress)": _cpu_of(server_pid)}
         stolen_before = stolen_seconds()
         started = time.perf_counter()
-        offsets = [epoch_seconds * i / n_runs for i in range(n_runs)]  # starts spread over one epoch
+        start_over = start_over or epoch_seconds  # by default the starts are spread over one epoch
+        offsets = [start_over * i / n_runs for i in range(n_runs)]
         procs = []
         for i in range(drivers):
             cfg = {"amqp_url": amqp_url(), "model_key": model_key, "token": token, "webhook": base,
@@ -308,13 +310,13 @@ def run(n_runs: int, seconds: float, drivers: int, watcher_procs: int, batch_rat
     in_app = ([json.loads(line) for line in timings.read_text().splitlines() if line.strip()]
               if timings.exists() else [])
     return _report(n_runs, epochs, steps, batch_rate, wall, outs, stored_epochs, status, left, cpu, drivers,
-                   watcher_procs, in_app, server_threads)
+                   watcher_procs, in_app, server_threads, start_over)
 
 
 def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float, outs: list[dict[str, Any]],
             stored_epochs: dict[str, int], status: dict[str, str], left: int, cpu: dict[str, float],
             drivers: int, watcher_procs: int, in_app: list[dict[str, float]],
-            server_threads: int) -> dict[str, float]:
+            server_threads: int, start_over: float) -> dict[str, float]:
     runs = [r for o in outs if o["role"] == "driver" for r in o["runs"]]
     posts = [x * 1000 for o in outs if o["role"] == "driver" for x in o["posts"]]
     watched: dict[str, list[int]] = {}
@@ -339,7 +341,7 @@ def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float
     complete = sum(1 for rid, n in stored_epochs.items() if n >= epochs and status.get(rid) == "completed")
     records = n_runs * (epochs + 2)  # train_begin + epochs + train_end
     print(f"\n{n_runs} concurrent runs × 2 watchers, {steps} batches/epoch at {batch_rate:.0f}/s, "
-          f"{epochs} epochs each; {drivers} driver and {watcher_procs} watcher processes; "
+          f"{epochs} epochs each, started over {start_over:g} s; {drivers} driver and {watcher_procs} watcher processes; "
           f"{wall:.1f} s wall ({len(runs)} runs finished)", flush=True)
     print(f"  epochs published {published}; watched {watched_total}/{2 * published} "
           f"(lost {2 * published - watched_total}); stored {stored_total}/{published} "
@@ -378,7 +380,7 @@ def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float
             for what in o.get("failed", []):
                 failed[what] = failed.get(what, 0) + 1
         print(f"    failed (the outbox retries them later): {failed or 'none'}", flush=True)
-        phases = _post_phases(outs, epoch_seconds=steps / batch_rate, run_seconds=epochs * steps / batch_rate)
+        phases = _post_phases(outs, steps / batch_rate, epochs * steps / batch_rate, start_over)
         print("    by phase: " + "; ".join(
             f"{name} {len(values)} POSTs, p50 {percentile(values, 50):.0f} ms, p99 {percentile(values, 99):.0f} ms"
             for name, values in phases.items() if values), flush=True)
@@ -386,7 +388,7 @@ def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float
         _report_server(in_app, server_threads)
     summary = {"stored": float(stored_total), "published": float(published), "watched": float(watched_total),
                "left": float(left)}
-    steady = _post_phases(outs, epoch_seconds=steps / batch_rate, run_seconds=epochs * steps / batch_rate)[STEADY]
+    steady = _post_phases(outs, steps / batch_rate, epochs * steps / batch_rate, start_over)[STEADY]
     for name, values in (("post", posts), ("post_steady", steady), ("batch_lat", batch_lat), ("first_lat", first_lat),
                          ("epoch_lat", epoch_lat),
                          ("later_epoch_lat", later_epoch_lat),
@@ -404,16 +406,17 @@ def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float
 STEADY = "all runs live"
 
 
-def _post_phases(outs: list[dict[str, Any]], epoch_seconds: float, run_seconds: float) -> dict[str, list[float]]:
+def _post_phases(outs: list[dict[str, Any]], epoch_seconds: float, run_seconds: float,
+                 start_over: float) -> dict[str, list[float]]:
     """The runs' POST times (ms) by when they began: while runs start, while all are live, while they end.
 
-    Runs start over the first epoch, so the first two epochs' time holds every ``train_begin`` and
-    the connection set-ups; the first run ends ``run_seconds`` in.
+    Runs start over ``start_over`` seconds, so that and one epoch more holds every ``train_begin``,
+    the connection set-ups and the first epochs; the first run ends ``run_seconds`` in.
     """
     phases: dict[str, list[float]] = {"runs starting": [], STEADY: [], "runs ending": []}
     for o in outs:
         for at, seconds in zip(o.get("posted_at", ()), o.get("posts", ()), strict=False):
-            name = "runs starting" if at < 2 * epoch_seconds else "runs ending" if at >= run_seconds else STEADY
+            name = "runs starting" if at < start_over + epoch_seconds else "runs ending" if at >= run_seconds else STEADY
             phases[name].append(seconds * 1000)
     return phases
 
@@ -562,6 +565,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=1, help="rounds of each --webhook variant")
     parser.add_argument("--session", default="", metavar="FILE.py:CLASS",
                         help="a RunSession subclass from a file outside the repo (a prototype)")
+    parser.add_argument("--start-over", type=float, default=0.0, metavar="SECONDS",
+                        help="spread the runs' starts over this long [default: one epoch]")
     parser.add_argument("--start-costs", type=int, default=0, metavar="N",
                         help="instead: the CPU of a run's start and end by process, over N runs started in turn")
     args = parser.parse_args(argv if argv is not None else ["--quick"])
@@ -581,7 +586,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"\n=== {label} (round {round_no + 1}/{args.rounds}) ===", flush=True)
             rows.append((label, run(args.runs, args.seconds, args.drivers, args.watcher_processes, args.batch_rate,
                                     args.epoch_seconds, args.session, args.data_dir_per_run, threads, store_class,
-                                    connections, switch)))
+                                    connections, switch, args.start_over)))
     if len(variants) > 1 or args.rounds > 1:
         _compare(rows)
 
