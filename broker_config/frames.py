@@ -11,7 +11,10 @@ method frame and the header frame differ only in the body's size, so both are ca
 :class:`FrameWriter` is used only where it is safe, and says so by returning False
 otherwise (the caller then publishes through pika): a plain TCP socket (TLS buffers what
 the kernel cannot see), both the connection and the channel open, a body that fits one
-frame. When pika still holds unsent bytes, or the socket takes only part of the message,
+frame and is not empty, and nothing waiting to be read. Incoming bytes may be the broker
+closing the connection or the channel: pika's path reads them first and raises, so the
+caller learns at once that the message went nowhere (the Tracker's transport then keeps its
+epoch events for the next connection), as before. When pika still holds unsent bytes, or the socket takes only part of the message,
 the rest joins pika's own buffer, in order, and pika sends it from its event loop
 (:func:`unsent` tells the consumer to sleep there until it has). Publisher confirms and
 ``mandatory`` need pika's bookkeeping: callers go through pika for those.
@@ -19,6 +22,7 @@ the rest joins pika's own buffer, in order, and pika sends it from its event loo
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import struct
@@ -67,6 +71,9 @@ class FrameWriter:
         self.channel = channel
         self._sock = plain_socket(connection)
         self._transport = _transport(connection)
+        self._readable = select.poll()
+        if self._sock is not None:
+            self._readable.register(self._sock.fileno(), select.POLLIN)
         self._max_body = getattr(self._impl, "_body_max_length", 0)
         # The last publish's (exchange, routing key, properties) and its cached frame bytes. The
         # properties object is kept, so its id cannot be reused by another one meanwhile.
@@ -88,6 +95,8 @@ class FrameWriter:
         if (not self.usable or not body or len(body) > self._max_body or impl is None or not impl.is_open
                 or not channel.is_open):  # an empty body has no body frame: pika's path
             return False
+        if self._readable.poll(0):
+            return False  # the broker said something (perhaps goodbye): pika reads it first
         number = channel.channel_number
         key = self._key
         if key is None or key[0] != exchange or key[1] != routing_key or key[2] is not properties:

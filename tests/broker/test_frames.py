@@ -6,6 +6,7 @@ alone); the last ones publish through ``Consumer.publish`` on a real RabbitMQ.
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 from types import SimpleNamespace
@@ -16,9 +17,10 @@ import pytest
 from pika import frame, spec
 
 from fitwire.broker.adapter import Broker, Consumer, Subscription, private_queue, publish_properties
-from fitwire.broker.frames import FrameWriter
+from fitwire.broker.frames import FrameWriter, plain_socket
 from fitwire.broker.topology import LIVE, PROGRESS
-from fitwire.contract import new_id
+from fitwire.contract import BrokerError, new_id
+from tests.broker.test_adapter import _close_connections
 
 MAX_BODY = 131_072 - 8
 
@@ -163,3 +165,33 @@ def test_a_consumer_publishes_in_order_through_both_paths_and_properties_arrive(
     finally:
         publisher.close()
         watcher.close()
+
+
+def test_what_waits_to_be_read_goes_through_pika_first() -> None:
+    ours, peer = socket.socketpair()
+    peer.send(b"\x01")  # a frame from the broker, maybe its Connection.Close
+    assert FrameWriter(_connection(ours), _channel()).publish("x", "k", b"body", None) is False
+    peer.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        peer.recv(100)
+
+
+def test_a_publish_after_the_broker_closed_the_connection_raises_so_nothing_is_lost_silently(
+    amqp_url: str,
+) -> None:
+    name = f"frames-{new_id()[:8]}"
+    publisher = Consumer(Broker(amqp_url, name=name, uses=LIVE))
+    publisher.open()
+    try:
+        publisher.publish(PROGRESS.name, "frames.nobody", b"before", publish_properties())
+        assert _close_connections(amqp_url, name) == 1
+        assert publisher.connection is not None
+        sock = plain_socket(publisher.connection)
+        assert sock is not None
+        deadline = time.monotonic() + 10
+        while not select.select([sock], [], [], 0.1)[0] and time.monotonic() < deadline:
+            pass  # until the broker's Connection.Close has arrived
+        with pytest.raises(BrokerError):
+            publisher.publish(PROGRESS.name, "frames.nobody", b"after", publish_properties())
+    finally:
+        publisher.close()
