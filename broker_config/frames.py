@@ -3,21 +3,23 @@
 pika's ``basic_publish`` marshals a method, a header and a body frame, writes each into
 its transport's buffer, turns the socket's write watcher on, runs its event loop until the
 buffer is empty and turns the watcher off again. Between two batches of a fit, with the
-caches cold, that cost about 350 µs of CPU per message on the 2-core development VM, most
-of a run's transport thread; these bytes joined and sent in one call cost about 90 µs
-(``python -m bench.profile_tracker``, part 4). For one exchange, routing key and properties object the
-method frame and the header frame differ only in the body's size, so both are cached.
+caches cold, ``Consumer.publish`` cost about 390 µs of CPU per message that way on the
+2-core development VM, most of a run's transport thread, and about 145 µs this way
+(``python -m bench.profile_tracker``, part 4). For one exchange, routing key and
+properties object the method frame and the header frame differ only in the body's size,
+so both are cached.
 
 :class:`FrameWriter` is used only where it is safe, and says so by returning False
 otherwise (the caller then publishes through pika): a plain TCP socket (TLS buffers what
 the kernel cannot see), both the connection and the channel open, a body that fits one
 frame and is not empty, and nothing waiting to be read. Incoming bytes may be the broker
 closing the connection or the channel: pika's path reads them first and raises, so the
-caller learns at once that the message went nowhere (the Tracker's transport then keeps its
-epoch events for the next connection), as before. When pika still holds unsent bytes, or the socket takes only part of the message,
-the rest joins pika's own buffer, in order, and pika sends it from its event loop
-(:func:`unsent` tells the consumer to sleep there until it has). Publisher confirms and
-``mandatory`` need pika's bookkeeping: callers go through pika for those.
+caller learns at once that the message went nowhere (the Tracker's transport then keeps
+its epoch events for the next connection), as before. When pika still holds unsent bytes,
+or the socket takes only part of the message, the rest joins pika's own buffer, in order,
+and pika sends it from its event loop (:func:`unsent` tells the consumer to sleep there
+until it has). Publisher confirms and ``mandatory`` need pika's bookkeeping: callers go
+through pika for those.
 """
 
 from __future__ import annotations
