@@ -340,6 +340,7 @@ def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float
     stored_total = sum(min(n, epochs) for n in stored_epochs.values())
     complete = sum(1 for rid, n in stored_epochs.items() if n >= epochs and status.get(rid) == "completed")
     records = n_runs * (epochs + 2)  # train_begin + epochs + train_end
+    phases = _post_phases(outs, steps / batch_rate, epochs * steps / batch_rate, start_over)
     print(f"\n{n_runs} concurrent runs × 2 watchers, {steps} batches/epoch at {batch_rate:.0f}/s, "
           f"{epochs} epochs each, started over {start_over:g} s; {drivers} driver and {watcher_procs} watcher processes; "
           f"{wall:.1f} s wall ({len(runs)} runs finished)", flush=True)
@@ -380,7 +381,6 @@ def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float
             for what in o.get("failed", []):
                 failed[what] = failed.get(what, 0) + 1
         print(f"    failed (the outbox retries them later): {failed or 'none'}", flush=True)
-        phases = _post_phases(outs, steps / batch_rate, epochs * steps / batch_rate, start_over)
         print("    by phase: " + "; ".join(
             f"{name} {len(values)} POSTs, p50 {percentile(values, 50):.0f} ms, p99 {percentile(values, 99):.0f} ms"
             for name, values in phases.items() if values), flush=True)
@@ -388,7 +388,7 @@ def _report(n_runs: int, epochs: int, steps: int, batch_rate: float, wall: float
         _report_server(in_app, server_threads)
     summary = {"stored": float(stored_total), "published": float(published), "watched": float(watched_total),
                "left": float(left)}
-    steady = _post_phases(outs, steps / batch_rate, epochs * steps / batch_rate, start_over)[STEADY]
+    steady = phases[STEADY]
     for name, values in (("post", posts), ("post_steady", steady), ("batch_lat", batch_lat), ("first_lat", first_lat),
                          ("epoch_lat", epoch_lat),
                          ("later_epoch_lat", later_epoch_lat),

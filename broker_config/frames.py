@@ -68,7 +68,6 @@ class FrameWriter:
     """Sends messages on one channel of one connection; see the module's docstring for when."""
 
     def __init__(self, connection: pika.BlockingConnection, channel: Any) -> None:
-        self._connection = connection
         self._impl = getattr(connection, "_impl", None)
         self.channel = channel
         self._sock = plain_socket(connection)
@@ -77,14 +76,16 @@ class FrameWriter:
         if self._sock is not None:
             self._readable.register(self._sock.fileno(), select.POLLIN)
         self._max_body = getattr(self._impl, "_body_max_length", 0)
-        # The last publish's (exchange, routing key, properties) and its cached frame bytes. The
-        # properties object is kept, so its id cannot be reused by another one meanwhile.
-        self._key: tuple[str, str, Any] | None = None
+        # The last publish's exchange and routing key, its properties and the cached frame bytes.
+        # The properties object is kept, so its id cannot be reused by another one meanwhile.
+        self._key: tuple[str, str] | None = None
+        self._properties: pika.BasicProperties | None = None
         self._head = self._tail = b""
 
     @property
     def usable(self) -> bool:
-        return self._sock is not None and self._transport is not None and self._max_body > 0
+        return (self._sock is not None and hasattr(self._transport, "get_write_buffer_size")
+                and self._max_body > 0)
 
     def publish(self, exchange: str, routing_key: str, body: bytes,
                 properties: pika.BasicProperties | None) -> bool:
@@ -100,15 +101,14 @@ class FrameWriter:
         if self._readable.poll(0):
             return False  # the broker said something (perhaps goodbye): pika reads it first
         number = channel.channel_number
-        key = self._key
-        if key is None or key[0] != exchange or key[1] != routing_key or key[2] is not properties:
+        if self._key != (exchange, routing_key) or self._properties is not properties:
             self._cache(number, exchange, routing_key, properties)
-            self._key = (exchange, routing_key, properties)
+            self._key, self._properties = (exchange, routing_key), properties
         size = len(body)
         data = b"".join((self._head, _SIZE.pack(size), self._tail, _BODY_HEAD.pack(FRAME_BODY, number, size),
                          body, FRAME_END))
         sent = 0
-        if not unsent(self._connection):  # else pika's bytes go first: ours join its buffer
+        if not self._transport.get_write_buffer_size():  # else pika's bytes go first: ours join its buffer
             assert self._sock is not None
             try:
                 sent = self._sock.send(data)

@@ -29,19 +29,7 @@ from fitwire.contract import (
     JobSpec,
     new_id,
 )
-from tests.fixtures.broker import _rabbitmqctl
-
-
-def _close_connections(url: str, name: str) -> int:
-    """Have the broker close every connection named ``name`` (as a broker restart or an admin would)."""
-    ctl = _rabbitmqctl(url)
-    assert ctl is not None
-    listing = ctl("list_connections", "-q", "--no-table-headers", "pid", "client_properties")
-    pids = [line.split("\t")[0] for line in listing.stdout.splitlines()
-            if f'{{"connection_name","{name}"}}' in line]
-    for pid in pids:
-        ctl("close_connection", pid, "closed by the adapter test")
-    return len(pids)
+from tests.fixtures.broker import close_connections
 
 
 def _queue(amqp_url: str) -> tuple[pika.BlockingConnection, str]:
@@ -73,7 +61,7 @@ def test_a_connection_the_broker_closed_is_replaced_and_the_publish_arrives(amqp
     conn, queue = _queue(amqp_url)
     try:
         broker.publish("", queue, b"one")
-        assert _close_connections(amqp_url, name) == 1
+        assert close_connections(amqp_url, name) == 1
         time.sleep(0.5)
         broker.publish("", queue, b"two")  # the dead connection is noticed and replaced
         bodies = []
@@ -143,7 +131,7 @@ def test_a_watcher_whose_connection_the_broker_closed_reopens_with_backoff_and_r
     received: list[bytes] = []
     slept: list[float] = []
     with watcher_broker.watching(PROGRESS.name, ["alice.m1.*"], on_message=received.append) as watcher:
-        assert _close_connections(amqp_url, name) == 1
+        assert close_connections(amqp_url, name) == 1
         with pytest.raises(BrokerUnavailable):
             for _ in range(50):
                 watcher.poll(0.1)
@@ -192,7 +180,7 @@ def test_a_named_queue_consumer_reconnects_and_gets_what_it_had_not_acked_again(
         consumer.poll(0.3)
         assert [d.body for d in received] == [b"one"]  # prefetch 1: "two" waits for an ack
         assert not received[0].redelivered
-        assert _close_connections(amqp_url, name) == 1
+        assert close_connections(amqp_url, name) == 1
         with pytest.raises(BrokerUnavailable):
             for _ in range(50):
                 consumer.poll(0.1)

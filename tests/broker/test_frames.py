@@ -20,7 +20,7 @@ from fitwire.broker.adapter import Broker, Consumer, Subscription, private_queue
 from fitwire.broker.frames import FrameWriter, plain_socket
 from fitwire.broker.topology import LIVE, PROGRESS
 from fitwire.contract import BrokerError, new_id
-from tests.broker.test_adapter import _close_connections
+from tests.fixtures.broker import close_connections
 
 MAX_BODY = 131_072 - 8
 
@@ -184,7 +184,7 @@ def test_a_publish_after_the_broker_closed_the_connection_raises_so_nothing_is_l
     publisher.open()
     try:
         publisher.publish(PROGRESS.name, "frames.nobody", b"before", publish_properties())
-        assert _close_connections(amqp_url, name) == 1
+        assert close_connections(amqp_url, name) == 1
         assert publisher.connection is not None
         sock = plain_socket(publisher.connection)
         assert sock is not None
