@@ -11,15 +11,19 @@ run as a module (``python -m bench.bench_tracker …``):
 STOP-to-halt is timed from the publish of the STOP to ``fit`` returning, and
 split at timestamps taken on the way: the signal reaching the transport thread's
 handler, ``stop_training`` set, the next batch hook of Keras, the validation pass
-Keras still runs after a stopped epoch, ``on_train_end``, and the Tracker's end
-(final publishes, closing the connection). The three slowest trials are printed
-whole, so a tail shows its cause.
+Keras still runs after a stopped epoch, ``on_train_end``, the Tracker's end
+(final publishes, closing the connection), and Keras's own teardown after it. The three slowest trials are printed
+whole, so a tail shows its cause. Python's garbage collector stops every thread
+while it runs, and a full collection's length is the whole process's heap (mostly
+TensorFlow's), so its pauses are timed too and shown beside each figure they fall in.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
+import math
 import random
 import statistics
 import sys
@@ -133,6 +137,28 @@ def _Marks() -> Any:  # noqa: N802 - a factory standing in for a class
     return _Cb()
 
 
+class _GcPauses:
+    """When Python's garbage collector ran in this process (it holds the interpreter: every thread waits)."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float]] = []
+        self._began = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.spans.append((self._began, time.perf_counter()))
+
+    def within(self, start: float, end: float) -> float:
+        """Milliseconds of collection between two ``perf_counter`` timestamps."""
+        return 1000 * sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.spans)
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._on_gc)
+
+
 class _TransportClock:
     """Patches the transport class to timestamp a signal's arrival and the end of the connection."""
 
@@ -176,16 +202,23 @@ SEGMENTS = [
     ("handler → stop_training set", "received", "flag"),
     ("step in flight: flag → next Keras hook", "flag", "next_hook"),
     ("Keras after the stop: → on_train_end (validation, epoch end)", "next_hook", "train_end"),
-    ("Tracker end: on_train_end → fit returned", "train_end", "returned"),
+    ("Tracker end: on_train_end → RunSession.end returned", "train_end", "end_end"),
     ("  on_train_end → RunSession.end called", "train_end", "end_start"),
     ("  end → transport asked to close", "end_start", "close_asked"),
     ("  asked → last events published", "close_asked", "close_start"),
     ("  last events published → RunSession.end returns", "close_start", "end_end"),
-    ("  RunSession.end returned → fit returned", "end_end", "returned"),
+    ("Keras's teardown: RunSession.end returned → fit returned", "end_end", "returned"),
     ("  (after fit returned, in the background) AMQP close handshake", "close_start", "close_end"),
 ]
-OWN = [("sent", "received"), ("received", "flag"), ("train_end", "returned")]
-"""fitwire's own part of a STOP: delivery, setting the flag, and the Tracker's end; the rest is Keras."""
+OWN = [("sent", "received"), ("received", "flag"), ("train_end", "end_end")]
+"""fitwire's own part of a STOP: delivery, setting the flag, and the Tracker's end; the rest is Keras.
+
+After ``RunSession.end`` returns, no fitwire code runs on the training thread: what follows
+is the other callbacks' ``on_train_end`` and ``fit``'s own locals being freed as it returns
+(sampling the thread there finds it in Keras's ``error_handler`` with ``fit``'s frame gone:
+TensorFlow's iterators, cut short by the STOP, shutting down). The control measures the
+same segment for Keras alone.
+"""
 
 
 HOOKS = ["train_batch", "test_begin", "test_batch", "test_end", "epoch_end", "train_end"]
@@ -212,6 +245,7 @@ def stop_to_halt(tmp: Path, trials: int, busy: int) -> None:
 
     cfg = settings(tmp)
     clock = _TransportClock()
+    pauses = _GcPauses()
     model, x, y, batch, _ = calibrated(mlp, 32, 0.002)
     vx, vy = x.copy(), y.copy()  # validation as long as an epoch: about half the STOPs land in it
     train_step = step_seconds(model, x, y, batch)
@@ -258,14 +292,23 @@ def stop_to_halt(tmp: Path, trials: int, busy: int) -> None:
                    "close_start": close_start, "close_end": close_end, "end_start": end_start, "end_end": end_end,
                    "close_asked": clock.close_asked.get(run_id, float("nan"))}
             row.update(_trial_marks(marks.marks, sent.get("flag", returned)))
+            row["gc_ms"] = pauses.within(row["sent"], returned)
+            own_spans = [(row.get(a, math.nan), row.get(b, math.nan)) for a, b in OWN]
+            row["gc_own_ms"] = sum(pauses.within(s, e) for s, e in own_spans if s == s and e == e)  # nan: no mark
             rows.append(row)
             _pace(marks.marks, sent.get("flag", returned), pace)
         sender.close()  # now: idle through the control trials, its heartbeats unserviced, the broker would drop it
-        control = _keras_only(model, x, y, vx, vy, batch, trials, rng)
+        control, control_gc, control_after = _keras_only(model, x, y, vx, vy, batch, trials, rng, pauses)
+    pauses.close()
     _report(rows, train_step, eval_step, busy)
     print(f"  control, Keras alone ({len(control)} trials, same load): a plain thread sets stop_training "
           f"(and stop_evaluating in validation; a later validation is cut as the Tracker does) at a random time; set → fit returned: "
-          f"p50 {percentile(control, 50):.1f} ms, p99 {percentile(control, 99):.1f} ms, max {max(control):.1f} ms",
+          f"p50 {percentile(control, 50):.1f} ms, p99 {percentile(control, 99):.1f} ms, max {max(control):.1f} ms; "
+          f"the collector ran in {sum(1 for g in control_gc if g > 0)} of them, up to {max(control_gc):.1f} ms",
+          flush=True)
+    print(f"    Keras alone after its last hook (on_train_end → fit returned): p50 {percentile(control_after, 50):.1f} ms, p99 {percentile(control_after, 99):.1f} ms, "
+          f"max {max(control_after):.1f} ms; with the Tracker, RunSession.end returned → fit returned: p99 "
+          f"{percentile([(r['returned'] - r['end_end']) * 1000 for r in rows if r['end_end'] == r['end_end']], 99):.1f} ms",
           flush=True)
     tracker_p99 = percentile([(r["returned"] - r["sent"]) * 1000 for r in rows], 99)
     verdict = "met" if tracker_p99 <= percentile(control, 99) + 100 else "NOT met"
@@ -287,13 +330,18 @@ def _pace(marks: list[tuple[float, str]], flag: float, pace: dict[str, list[floa
 
 
 def _keras_only(model: Any, x: Any, y: Any, vx: Any, vy: Any, batch: int, trials: int,
-                rng: random.Random) -> list[float]:
-    """STOP-to-halt with no fitwire at all: the floor Keras itself sets on this machine under this load."""
+                rng: random.Random, pauses: _GcPauses) -> tuple[list[float], list[float], list[float]]:
+    """STOP-to-halt with no fitwire at all: the floor Keras itself sets on this machine under this load.
+
+    Returns each trial's halt, the garbage collector's pauses within it, and its time from
+    ``on_train_end`` to ``fit`` returning (what Keras does after the last hook), in ms.
+    """
     import keras
 
     class _Flags(keras.callbacks.Callback):
         async_safe = True
         evaluating = False
+        train_end = math.nan
 
         def on_test_begin(self, logs: Any = None) -> None:
             self.evaluating = True
@@ -306,7 +354,12 @@ def _keras_only(model: Any, x: Any, y: Any, vx: Any, vy: Any, batch: int, trials
         def on_test_end(self, logs: Any = None) -> None:
             self.evaluating = False
 
-    halts = []
+        def on_train_end(self, logs: Any = None) -> None:
+            self.train_end = time.perf_counter()
+
+    halts: list[float] = []
+    collected: list[float] = []
+    after_hooks: list[float] = []
     for _ in range(trials):
         flags = _Flags()
         at: dict[str, float] = {}
@@ -324,9 +377,12 @@ def _keras_only(model: Any, x: Any, y: Any, vx: Any, vy: Any, batch: int, trials
         thread.start()
         model.fit(x, y, batch_size=batch, epochs=10_000, validation_data=(vx, vy), verbose=0,
                   callbacks=[flags, _GiveUp(60.0)])
-        halts.append((time.perf_counter() - at["set"]) * 1000)
+        returned = time.perf_counter()
+        halts.append((returned - at["set"]) * 1000)
+        collected.append(pauses.within(at["set"], returned))
+        after_hooks.append((returned - flags.train_end) * 1000)
         thread.join()
-    return halts
+    return halts, collected, after_hooks
 
 
 def _report(rows: list[dict[str, float]], train_step: float, eval_step: float, busy: int) -> None:
@@ -347,6 +403,14 @@ def _report(rows: list[dict[str, float]], train_step: float, eval_step: float, b
     if own:
         print(f"  fitwire's own part (delivery + setting the flag + the Tracker's end): p50 "
               f"{percentile(own, 50):7.1f} ms, p99 {percentile(own, 99):7.1f} ms (target p99 < 100 ms)", flush=True)
+        own_net = [sum((r[b] - r[a]) * 1000 for a, b in OWN) - r["gc_own_ms"] for r in rows
+                   if all(r.get(k) is not None and r[k] == r[k] for pair in OWN for k in pair)]
+        print(f"    the same without the garbage collector's pauses in it: p50 {percentile(own_net, 50):7.1f} ms, "
+              f"p99 {percentile(own_net, 99):7.1f} ms", flush=True)
+    gcs = [r["gc_ms"] for r in rows]
+    print(f"  Python's garbage collector ran during {sum(1 for g in gcs if g > 0)} of the {len(rows)} STOPs, "
+          f"up to {max(gcs):.1f} ms (p99 {percentile(gcs, 99):.1f} ms); during fitwire's own part up to "
+          f"{max(r['gc_own_ms'] for r in rows):.1f} ms", flush=True)
     print("  where the time goes (ms):                                      p50      p99      max     mean",
           flush=True)
     for label, a, b in SEGMENTS:
@@ -362,7 +426,8 @@ def _report(rows: list[dict[str, float]], train_step: float, eval_step: float, b
         where = "in validation" if r.get("evaluating") else "in training"
         hooks = (f"last hook before {HOOKS[int(r['prev_kind'])] if 'prev_kind' in r else '-'}, "
                  f"next {HOOKS[int(r['next_kind'])] if 'next_kind' in r else '-'}")
-        print(f"    {(r['returned'] - r['sent']) * 1000:7.1f} total, STOP {where} ({hooks}): {parts}", flush=True)
+        print(f"    {(r['returned'] - r['sent']) * 1000:7.1f} total, STOP {where} ({hooks}): {parts}; "
+              f"of all that, the garbage collector {r['gc_ms']:.1f}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
