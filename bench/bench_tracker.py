@@ -12,10 +12,11 @@ STOP-to-halt is timed from the publish of the STOP to ``fit`` returning, and
 split at timestamps taken on the way: the signal reaching the transport thread's
 handler, ``stop_training`` set, the next batch hook of Keras, the validation pass
 Keras still runs after a stopped epoch, ``on_train_end``, the Tracker's end
-(final publishes, closing the connection), and Keras's own teardown after it. The three slowest trials are printed
-whole, so a tail shows its cause. Python's garbage collector stops every thread
-while it runs, and a full collection's length is the whole process's heap (mostly
-TensorFlow's), so its pauses are timed too and shown beside each figure they fall in.
+(final publishes, closing the connection), and Keras's own teardown after it. The
+three slowest trials are printed whole, so a tail shows its cause. Python's garbage
+collector stops every thread while it runs, and a full collection walks the whole
+process's heap (mostly TensorFlow's), so its pauses are timed too and shown beside
+each figure they fall in.
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ OWN = [("sent", "received"), ("received", "flag"), ("train_end", "end_end")]
 After ``RunSession.end`` returns, no fitwire code runs on the training thread: what follows
 is the other callbacks' ``on_train_end`` and ``fit``'s own locals being freed as it returns
 (sampling the thread there finds it in Keras's ``error_handler`` with ``fit``'s frame gone:
-TensorFlow's iterators, cut short by the STOP, shutting down). The control measures the
+its locals, TensorFlow's iterators among them, being freed). The control measures the
 same segment for Keras alone.
 """
 
