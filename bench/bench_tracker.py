@@ -399,13 +399,12 @@ def _report(rows: list[dict[str, float]], train_step: float, eval_step: float, b
           f"max {max(halts):7.1f} ms", flush=True)
     print(f"  minus one train step:      p50 {percentile(net, 50):7.1f} ms, p99 {percentile(net, 99):7.1f} ms "
           f"(target p99 < 100 ms + one eval step = {100 + eval_step * 1000:.1f} ms)", flush=True)
-    own = [sum((r[b] - r[a]) * 1000 for a, b in OWN) for r in rows
-           if all(r.get(k) is not None and r[k] == r[k] for pair in OWN for k in pair)]
+    complete = [r for r in rows if all(r.get(k) is not None and r[k] == r[k] for pair in OWN for k in pair)]
+    own = [sum((r[b] - r[a]) * 1000 for a, b in OWN) for r in complete]
     if own:
         print(f"  fitwire's own part (delivery + setting the flag + the Tracker's end): p50 "
               f"{percentile(own, 50):7.1f} ms, p99 {percentile(own, 99):7.1f} ms (target p99 < 100 ms)", flush=True)
-        own_net = [sum((r[b] - r[a]) * 1000 for a, b in OWN) - r["gc_own_ms"] for r in rows
-                   if all(r.get(k) is not None and r[k] == r[k] for pair in OWN for k in pair)]
+        own_net = [ms - r["gc_own_ms"] for ms, r in zip(own, complete, strict=True)]
         print(f"    the same without the garbage collector's pauses in it: p50 {percentile(own_net, 50):7.1f} ms, "
               f"p99 {percentile(own_net, 99):7.1f} ms", flush=True)
     gcs = [r["gc_ms"] for r in rows]
